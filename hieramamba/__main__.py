@@ -1,0 +1,3 @@
+from hieramamba.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""`hieramamba` command line: a thin dispatcher.
+
+Each command group lives with the code it drives and exposes `main(argv) -> int`; the group's
+module is imported only when the command runs, so `hieramamba --help` stays fast and a missing
+optional dependency of one group never breaks another.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> (module, function, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "train": ("hieramamba.engine.cli", "train_main", "train one (dataset, variant, seed) run"),
+    "evaluate": ("hieramamba.engine.cli", "evaluate_main", "evaluate a run directory or checkpoint"),
+    "convert-checkpoint": (
+        "hieramamba.engine.cli",
+        "convert_main",
+        "convert an authors' checkpoint to this package's parameter names",
+    ),
+    "data": ("hieramamba.data.cli", "main", "synthesize or check a dataset (`data synth`, `data check`)"),
+    "bench": ("hieramamba.bench.cli", "main", "benchmarks (`bench scaling`)"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: hieramamba <command> [args...]", "", "commands:"]
+    lines += [f"  {name:<20} {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    lines += ["", "`hieramamba <command> --help` for the command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from hieramamba import __version__
+
+        print(__version__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"hieramamba: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, func_name, _ = COMMANDS[command]
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func(rest) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
