@@ -1,0 +1,136 @@
+"""HieraMamba backbone: pyramid lengths, padding invariance, PE, init, registry."""
+
+import importlib.util
+import math
+
+import pytest
+import torch
+
+from hieramamba.errors import ConfigError
+from hieramamba.models.backbone import HieraMambaBackbone
+from hieramamba.models.backbones import BackboneOutput, build_backbone
+
+HAVE_SSM = importlib.util.find_spec("hieramamba.models.ssm") is not None
+needs_ssm = pytest.mark.skipif(not HAVE_SSM, reason="hieramamba.models.ssm (Hydra) is not written yet")
+
+
+def small(**kw):
+    args = dict(in_dim=6, embd_dim=16, max_seq_len=64, num_levels=4, global_mixer="attention", global_heads=2,
+                d_state=8, headdim=8, chunk_size=8, dropout=0.0)
+    args.update(kw)
+    return HieraMambaBackbone(**args)
+
+
+def strengthen(module):
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("scale"):
+                p.fill_(1.0)
+    return module
+
+
+@pytest.mark.parametrize("s", [2, 3, 4])
+@pytest.mark.parametrize("length", [13, 21])
+@pytest.mark.parametrize("input_stride", [1, 2])
+def test_pyramid_lengths(s, length, input_stride):
+    net = small(stride=s, input_stride=input_stride).eval()
+    out = net(torch.randn(2, 6, length), torch.ones(2, 1, length, dtype=torch.bool))
+    assert isinstance(out, BackboneOutput)
+    base = math.ceil(length / input_stride)
+    assert [f.shape[-1] for f in out.fpn] == [math.ceil(base / s ** lv) for lv in range(4)]
+    assert [a.shape[-1] for a in out.anchors] == [math.ceil(base / s ** (lv + 1)) for lv in range(4)]
+    assert [m.shape[-1] for m in out.fpn_masks] == [f.shape[-1] for f in out.fpn]
+    assert [m.shape[-1] for m in out.anchor_masks] == [a.shape[-1] for a in out.anchors]
+    assert net.level_strides == [input_stride * s ** lv for lv in range(4)]
+    assert net.num_levels == len(out.fpn) == 4
+
+
+@torch.no_grad()
+def _backbone_pad_diff(net, dtype=torch.float32, lengths=(29, 17), pad=11):
+    torch.manual_seed(3)
+    full = max(lengths)
+    x = torch.randn(len(lengths), 6, full + pad, dtype=dtype)
+    mask = torch.zeros(len(lengths), 1, full + pad, dtype=torch.bool)
+    for i, n in enumerate(lengths):
+        mask[i, :, :n] = True
+        x[i, :, n:] = 1e3 * torch.randn(6, full + pad - n, dtype=dtype)
+    batched = net(x, mask)
+    worst = 0.0
+    for i, n in enumerate(lengths):
+        alone = net(x[i:i + 1, :, :n], mask[i:i + 1, :, :n])
+        for lv in range(net.num_levels):
+            for ours, ref, ref_mask in ((batched.fpn, alone.fpn, alone.fpn_masks),
+                                        (batched.anchors, alone.anchors, alone.anchor_masks)):
+                k = ref[lv].shape[-1]
+                valid = ref_mask[lv][0, 0]
+                diff = (ours[lv][i, :, :k] - ref[lv][0])[:, valid]
+                worst = max(worst, float(diff.abs().max()) if diff.numel() else 0.0)
+    return worst
+
+
+@pytest.mark.parametrize("mixer", ["attention", "none", pytest.param("hydra", marks=needs_ssm)])
+@pytest.mark.parametrize("input_stride", [1, 2])
+def test_backbone_padding_invariance(mixer, input_stride):
+    torch.manual_seed(0)
+    net = small(global_mixer=mixer, input_stride=input_stride, num_window_blocks=2, window_size=3).eval()
+    assert _backbone_pad_diff(net) <= 1e-6
+    strengthen(net.double())
+    assert _backbone_pad_diff(net, torch.float64) <= 1e-10
+
+
+@pytest.mark.parametrize("mixer", ["attention", pytest.param("hydra", marks=needs_ssm)])
+def test_backbone_quirk_changes_valid_outputs(mixer):
+    torch.manual_seed(0)
+    net = strengthen(small(global_mixer=mixer, reference_mask_quirk=True).double().eval())
+    assert _backbone_pad_diff(net, torch.float64) > 1e-3
+
+
+def test_window_schedule_and_bias_init():
+    net = small(num_levels=7, window_size=3, num_window_blocks=5)
+    windows = [blk.local_mixer.attn.attn.window_size for blk in net.branch]
+    assert windows == [3, 3, 3, 3, 3, 0, 0]
+    for name, module in net.named_modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d)) and module.bias is not None:
+            assert torch.all(module.bias == 0), name
+
+
+def test_position_encoding_interpolates_at_eval_only():
+    net = small(max_seq_len=16, num_levels=2)
+    x, mask = torch.randn(1, 6, 24), torch.ones(1, 1, 24, dtype=torch.bool)
+    with pytest.raises(ValueError):
+        net.train()(x, mask)
+    out = net.eval()(x, mask)
+    assert out.fpn[0].shape[-1] == 24
+    no_pe = small(use_abs_pe=False)
+    assert no_pe.pe is None
+
+
+def test_reference_precision_pe_is_float32_table():
+    exact, ref = small(), small(reference_precision=True)
+    assert exact.pe.dtype == torch.float64 and ref.pe.dtype == torch.float32
+    assert torch.allclose(exact.pe.float(), ref.pe, atol=1e-4)
+
+
+@pytest.mark.parametrize("kw", [dict(num_levels=2), dict(num_levels=5), dict(window_size=7),
+                                dict(gate=False), dict(local_mixer="none"), dict(pool="gated"),
+                                dict(stride=3)])
+def test_backbone_switches_forward_backward(kw):
+    torch.manual_seed(0)
+    net = small(**kw)
+    x = torch.randn(2, 6, 19)
+    mask = torch.ones(2, 1, 19, dtype=torch.bool)
+    mask[0, :, 15:] = False
+    out = net(x, mask)
+    loss = sum(f.square().mean() for f in out.fpn)
+    loss.backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_registry():
+    net = build_backbone("hieramamba", in_dim=4, embd_dim=8, num_levels=2, global_mixer="none")
+    assert isinstance(net, HieraMambaBackbone)
+    with pytest.raises(ConfigError, match="hieramamba"):
+        build_backbone("transformerxl")
+    with pytest.raises(ConfigError):
+        small(input_stride=3)
