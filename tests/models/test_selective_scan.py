@@ -1,0 +1,152 @@
+"""Mamba-1 selective scan: chunked pure-PyTorch scan against the per-step float64 recurrence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hieramamba.models import selective_scan as ss
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the 2 shared CPU cores are oversubscribed, and OpenMP barriers then
+    cost more than the small ops they split."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _inputs(b, d, n, l, dtype=torch.float64, seed=0, delta_scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(b, d, l, generator=g, dtype=dtype)
+    delta = delta_scale * torch.randn(b, d, l, generator=g, dtype=dtype)
+    A = -torch.rand(d, n, generator=g, dtype=dtype) * 4 - 0.1
+    B = torch.randn(b, n, l, generator=g, dtype=dtype)
+    C = torch.randn(b, n, l, generator=g, dtype=dtype)
+    D = torch.randn(d, generator=g, dtype=dtype)
+    z = torch.randn(b, d, l, generator=g, dtype=dtype)
+    delta_bias = torch.randn(d, generator=g, dtype=dtype)
+    return u, delta, A, B, C, D, z, delta_bias
+
+
+@pytest.mark.parametrize(
+    "l,chunk", [(1, 8), (5, 8), (8, 8), (13, 4), (37, 8), (64, 16), (50, 64), (23, 1)]
+)
+def test_chunked_matches_recurrence_float64(l, chunk):
+    u, delta, A, B, C, D, z, db = _inputs(2, 3, 4, l)
+    ref, h_ref = ss.selective_scan_reference(u, delta, A, B, C, D, z, db, True, return_last_state=True)
+    out, h = ss.selective_scan_chunked(u, delta, A, B, C, D, z, db, True, return_last_state=True,
+                                       chunk_size=chunk)
+    assert out.dtype == torch.float64
+    assert (out - ref).abs().max().item() <= 1e-10
+    assert (h - h_ref).abs().max().item() <= 1e-10
+
+
+def test_chunked_without_optional_terms_and_no_softplus():
+    u, delta, A, B, C, _, _, _ = _inputs(1, 2, 3, 11, seed=1)
+    delta = delta.abs()
+    ref = ss.selective_scan_reference(u, delta, A, B, C)
+    out = ss.selective_scan_chunked(u, delta, A, B, C, chunk_size=4)
+    assert (out - ref).abs().max().item() <= 1e-10
+
+
+def test_reference_is_the_recurrence_on_a_hand_case():
+    # d = n = 1, delta = 1, A = -log 2 (decay 1/2), B = C = 1: h_t = h_{t-1}/2 + u_t.
+    u = torch.tensor([[[1.0, 2.0, 4.0]]], dtype=torch.float64)
+    delta = torch.ones_like(u)
+    A = torch.tensor([[-torch.log(torch.tensor(2.0)).item()]], dtype=torch.float64)
+    B = torch.ones(1, 1, 3, dtype=torch.float64)
+    out = ss.selective_scan_reference(u, delta, A, B, B.clone())
+    assert torch.allclose(out, torch.tensor([[[1.0, 2.5, 5.25]]], dtype=torch.float64))
+
+
+def test_float32_accumulation_close_to_float64():
+    u, delta, A, B, C, D, z, db = _inputs(2, 4, 16, 45, seed=2)
+    ref = ss.selective_scan_reference(u, delta, A, B, C, D, z, db, True)
+    f32 = [t.float() for t in (u, delta, A, B, C, D, z, db)]
+    out = ss.selective_scan_chunked(*f32, True, chunk_size=8)
+    assert out.dtype == torch.float32
+    assert torch.allclose(out.double(), ref, rtol=1e-4, atol=1e-4)
+    # bf16 inputs are accumulated in float32 and returned as bf16.
+    bf = ss.selective_scan_chunked(*[t.bfloat16() for t in (u, delta)], A.float(), B.bfloat16(),
+                                   C.bfloat16(), chunk_size=8)
+    assert bf.dtype == torch.bfloat16
+
+
+def test_extreme_decay_is_finite_with_finite_gradients():
+    u, delta, A, B, C, D, z, db = _inputs(1, 3, 4, 30, dtype=torch.float32, seed=3, delta_scale=50.0)
+    A = (A * 20).requires_grad_()
+    delta.requires_grad_()
+    out = ss.selective_scan_chunked(u, delta, A, B, C, D, z, db, True, chunk_size=16)
+    out.sum().backward()
+    assert torch.isfinite(out).all()
+    assert torch.isfinite(A.grad).all() and torch.isfinite(delta.grad).all()
+
+
+def test_gradients_match_reference():
+    inputs = [t.requires_grad_() for t in _inputs(1, 2, 3, 9, seed=4)]
+    ref = ss.selective_scan_reference(*inputs, True)
+    g_ref = torch.autograd.grad(ref.pow(2).sum(), inputs)
+    out = ss.selective_scan_chunked(*inputs, True, chunk_size=4)
+    g = torch.autograd.grad(out.pow(2).sum(), inputs)
+    for a, b in zip(g, g_ref):
+        assert (a - b).abs().max().item() <= 1e-10
+
+
+def test_gradcheck_small():
+    u, delta, A, B, C, D, z, db = [t.requires_grad_() for t in _inputs(1, 2, 2, 5, seed=5)]
+    assert torch.autograd.gradcheck(
+        lambda *a: ss.selective_scan_chunked(*a, True, chunk_size=2), (u, delta, A, B, C, D, z, db)
+    )
+
+
+def test_auto_backend_is_torch_on_cpu_and_bad_requests_raise():
+    assert ss.resolve_backend("auto", torch.device("cpu")) == "torch"
+    assert ss.resolve_backend("torch", torch.device("cpu")) == "torch"
+    with pytest.raises(RuntimeError, match="needs CUDA"):
+        ss.resolve_backend("mamba_ssm", torch.device("cpu"))
+    with pytest.raises(ValueError, match="unknown selective-scan backend"):
+        ss.resolve_backend("triton", torch.device("cpu"))
+    u, delta, A, B, C, *_ = _inputs(1, 2, 3, 6)
+    with pytest.raises(ValueError, match="B must be"):
+        ss.selective_scan(u, delta, A, B[:, :2], C)
+    out = ss.selective_scan(u, delta, A, B, C, backend="auto")
+    assert torch.allclose(out, ss.selective_scan_reference(u, delta, A, B, C), atol=1e-10)
+
+
+@pytest.mark.cuda
+def test_cuda_mamba_ssm_parity():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU (mamba_ssm's selective_scan_fn is a CUDA kernel)")
+    if ss._mamba_ssm_scan_fn() is None:
+        pytest.skip("mamba_ssm with its selective_scan_cuda extension is not installed")
+    dev = torch.device("cuda")
+    u, delta, A, B, C, D, z, db = [t.float().to(dev) for t in _inputs(2, 64, 16, 301, seed=6)]
+    assert ss.resolve_backend("auto", dev) == "mamba_ssm"
+    fast = ss.selective_scan(u, delta, A, B, C, D, z, db, True, backend="mamba_ssm")
+    ours = ss.selective_scan(u, delta, A, B, C, D, z, db, True, backend="torch")
+    ref = ss.selective_scan_reference(u.cpu(), delta.cpu(), A.cpu(), B.cpu(), C.cpu(), D.cpu(), z.cpu(),
+                                      db.cpu(), True)
+    assert torch.allclose(fast.double().cpu(), ref, rtol=1e-3, atol=1e-3)
+    assert torch.allclose(ours.double().cpu(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_checkpointed_training_path_equals_inference_path():
+    # With gradients the chunk computation is recomputed in backward (checkpointing); outputs and
+    # the final state must not depend on which path ran.
+    u, delta, A, B, C, D, z, db = _inputs(2, 3, 4, 29, seed=7)
+    with torch.no_grad():
+        plain, h_plain = ss.selective_scan_chunked(u, delta, A, B, C, D, z, db, True, True, chunk_size=4)
+    u.requires_grad_()
+    ckpt, h_ckpt = ss.selective_scan_chunked(u, delta, A, B, C, D, z, db, True, True, chunk_size=4)
+    assert ckpt.requires_grad
+    assert torch.equal(plain, ckpt.detach()) and torch.equal(h_plain, h_ckpt.detach())
+
+
+def test_long_sequence_float32_against_float64_recurrence():
+    u, delta, A, B, C, D, z, db = _inputs(1, 8, 16, 301, seed=8)
+    ref = ss.selective_scan_reference(u, delta, A, B, C, D, z, db, True)
+    out = ss.selective_scan_chunked(*[t.float() for t in (u, delta, A, B, C, D, z, db)], True)
+    assert torch.allclose(out.double(), ref, rtol=1e-4, atol=1e-4)
