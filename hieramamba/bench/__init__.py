@@ -1,0 +1,1 @@
+"""Benchmarks: `hieramamba bench scaling` (time and peak memory vs sequence length)."""

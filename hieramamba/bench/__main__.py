@@ -1,0 +1,3 @@
+from hieramamba.bench.cli import main
+
+raise SystemExit(main())

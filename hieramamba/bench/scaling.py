@@ -1,0 +1,504 @@
+"""`hieramamba bench scaling`: time and peak memory vs sequence length, on the machine at hand.
+
+Two sections (``--what scan|backbone|all``):
+
+(a) **scan**: the SSD scan alone at the Ego4D width (d_model 384 -> H = 12 heads, P = 64,
+    N = 64, one group; batch 2 = Hydra's forward + backward halves of one video): the chunked
+    torch scan (``hieramamba.models.ssd.ssd_scan_chunked``) against the per-step loop
+    (``ssd_scan_reference``), forward and forward+backward for the chunked scan, forward for the
+    loop (its backward through l autograd steps is impractical and not what anyone would run).
+    Achieved GFLOP/s of the chunked scan = ``ssd_flops`` (the matmul flops it actually performs,
+    see its docstring for what is and is not counted) / forward time, printed beside the GFLOP/s of
+    a square float32 matmul measured in the same run.
+(b) **backbone**: whole backbones built by ``hieramamba.models.backbones.build_backbone`` at the
+    Ego4D / TACoS widths (384, 256) for each global x local mixer choice, forward and
+    forward+backward, and the fitted log-log slope of time vs L (least squares of log t on log L
+    over the measured lengths). The HieraMamba backbone is global=hydra, local=window_attention.
+    The section is skipped with a message when the backbone cannot be imported.
+
+Method. Each point runs ``repeats`` times after one warm-up and reports the median. Forward
+timings run under ``torch.no_grad()``; forward+backward builds the graph and backpropagates
+``out.square().mean()`` summed over all outputs. With ``--fresh-process`` (the default, and what
+reported numbers should use) every point runs in its own Python process, so that one point's
+allocator state, caches and memory high-water mark do not leak into the next.
+
+Peak memory (CPU): the growth of the process's resident-set high-water mark
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) over the measurement, relative to the mark after
+the model and the inputs were built: ``fwd`` = after the first forward, ``fwd+bwd`` = after the
+first forward+backward (which always peaks at least as high). Only meaningful in a fresh process
+(the mark never goes down), so in-process runs report null. On CUDA: torch.cuda.max_memory_allocated.
+
+Allocator. glibc serves large allocations with fresh mmap'd pages that the kernel has to zero on
+first touch; PyTorch on CPU allocates and frees tensors of 10-100 MB all the time, so long
+sequences spend much of their time in page faults. ``MALLOC_MMAP_MAX_=0
+MALLOC_TRIM_THRESHOLD_=17179869184`` keeps freed memory in the heap for reuse (measured here: up to
+~10x faster elementwise passes over 100 MB tensors, ~3x faster end to end at long lengths). The
+values the measuring processes saw are recorded in the JSON; ``--malloc-tuning`` sets them for
+the child processes of a fresh-process run (it cannot affect an already running process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
+
+SCAN_LENGTHS = [1024, 2048, 4096, 8192, 16384]
+BACKBONE_LENGTHS = [2048, 4096, 8192, 16384, 32768, 65536]
+QUICK_SCAN_LENGTHS = [256, 1024]
+QUICK_BACKBONE_LENGTHS = [256, 512]
+WIDTHS = [384, 256]  # Ego4D, TACoS
+GLOBAL_MIXERS = ["hydra", "mamba", "attention", "none"]
+LOCAL_MIXERS = ["window_attention", "none"]
+HIERAMAMBA_MIXER = ("hydra", "window_attention")
+
+# scan section: Ego4D width (d_model 384, expand 2, headdim 64, d_state 64), Hydra's 2B with B = 1
+SCAN_SHAPE = dict(b=2, h=12, p=64, g=1, n=64)
+
+
+# --------------------------------------------------------------------------------------------
+# measuring one point (runs in the current process)
+# --------------------------------------------------------------------------------------------
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _median_time(fn, repeats: int, sync) -> float:
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _build_scan_inputs(L: int, device, seed: int = 0):
+    import torch
+
+    s = SCAN_SHAPE
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(s["b"], L, s["h"], s["p"], generator=gen)
+    dt = torch.rand(s["b"], L, s["h"], generator=gen) * 0.1 + 1e-3
+    A = -torch.rand(s["h"], generator=gen) - 0.1
+    B = torch.randn(s["b"], L, s["g"], s["n"], generator=gen)
+    C = torch.randn(s["b"], L, s["g"], s["n"], generator=gen)
+    return [t.to(device) for t in (x, dt, A, B, C)]
+
+
+def _build_backbone(spec: dict, device):
+    import inspect
+
+    import torch
+
+    from hieramamba.models.backbones import backbone_class
+
+    cls = backbone_class(spec.get("name", "hieramamba"))
+    L, d = spec["L"], spec["d_model"]
+    wanted = dict(
+        in_dim=d,
+        embd_dim=d,
+        max_seq_len=L,
+        global_mixer=spec["global_mixer"],
+        local_mixer=spec["local_mixer"],
+    )
+    wanted.update(spec.get("backbone_kwargs", {}))
+    params = inspect.signature(cls.__init__).parameters
+    kwargs = {k: v for k, v in wanted.items() if k in params}
+    torch.manual_seed(0)
+    model = cls(**kwargs).to(device)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, d, L, generator=gen).to(device)  # (B, C_in, T)
+    mask = torch.ones(1, 1, L, dtype=torch.bool, device=device)  # (B, 1, T)
+    return model, (x, mask)
+
+
+def _loss(out) -> Any:
+    """A scalar touching every output tensor (BackboneOutput, tensor or list)."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out.float().square().mean()
+    tensors = []
+    for value in vars(out).values() if hasattr(out, "__dict__") else out:
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            tensors.append(value)
+        elif isinstance(value, (list, tuple)):
+            tensors += [t for t in value if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    return sum(t.float().square().mean() for t in tensors)
+
+
+def measure_point(spec: dict) -> dict:
+    """Measure one point described by ``spec`` (kind: matmul | scan | backbone) in this process."""
+    import torch
+
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    device = torch.device(spec.get("device", "cpu"))
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    repeats = int(spec.get("repeats", 3))
+    fresh = bool(spec.get("fresh", False))
+    result: dict[str, Any] = {"spec": spec}
+
+    if spec["kind"] == "matmul":
+        n = int(spec.get("size", 2048))
+        a = torch.randn(n, n, device=device)
+        b = torch.randn(n, n, device=device)
+        a @ b
+        t = _median_time(lambda: a @ b, repeats, sync)
+        result.update(time_s=t, gflops=2.0 * n**3 / t / 1e9)
+        return result
+
+    from hieramamba.models.ssd import recurrence_flops, ssd_flops, ssd_scan_chunked, ssd_scan_reference
+
+    L = int(spec["L"])
+    if spec["kind"] == "scan":
+        inputs = _build_scan_inputs(L, device)
+        chunk = int(spec.get("chunk_size", 64))
+        impl = spec.get("impl", "chunked")
+
+        def fwd(args=inputs):
+            if impl == "loop":
+                return ssd_scan_reference(*args)
+            return ssd_scan_chunked(*args, chunk_size=chunk)
+
+        grads = [t.clone().requires_grad_(True) for t in inputs] if impl == "chunked" else None
+
+        def fwd_bwd():
+            for t in grads:
+                t.grad = None
+            _loss(fwd(grads)).backward()
+
+        s = SCAN_SHAPE
+        result["flops"] = ssd_flops(s["b"], L, s["h"], s["p"], s["g"], s["n"], chunk) if impl == "chunked" else None
+        result["recurrence_flops"] = recurrence_flops(s["b"], L, s["h"], s["p"], s["n"])
+    elif spec["kind"] == "backbone":
+        model, args = _build_backbone(spec, device)
+        result["n_params"] = sum(p.numel() for p in model.parameters())
+
+        def fwd():
+            return model(*args)
+
+        def fwd_bwd():
+            model.zero_grad(set_to_none=True)
+            _loss(model(*args)).backward()
+
+        grads = True
+    else:
+        raise ValueError(f"unknown point kind {spec['kind']!r}")
+
+    modes = spec.get("modes", ["fwd", "fwd_bwd"])
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    base = _maxrss_mb()
+    if "fwd" in modes:
+        with torch.no_grad():
+            fwd()  # warm-up, and the forward's memory high-water mark
+            sync()
+            result["fwd_peak_mb"] = (_maxrss_mb() - base) if fresh else None
+            if cuda:
+                result["fwd_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+            result["fwd_s"] = _median_time(fwd, repeats, sync)
+    if "fwd_bwd" in modes and grads:
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        fwd_bwd()
+        sync()
+        result["fwd_bwd_peak_mb"] = (_maxrss_mb() - base) if fresh else None
+        if cuda:
+            result["fwd_bwd_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        result["fwd_bwd_s"] = _median_time(fwd_bwd, repeats, sync)
+    if result.get("flops") and result.get("fwd_s"):
+        result["gflops"] = result["flops"] / result["fwd_s"] / 1e9
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# running points (in process or one fresh process each)
+# --------------------------------------------------------------------------------------------
+
+
+def run_point(spec: dict, fresh: bool, timeout: float, child_env: dict[str, str]) -> dict:
+    if not fresh:
+        try:
+            return measure_point(dict(spec, fresh=False))
+        except Exception as err:  # noqa: BLE001 - one failing point must not end the run
+            return {"spec": spec, "error": f"{type(err).__name__}: {err}"}
+    cmd = [sys.executable, "-m", "hieramamba.bench.scaling", "--point", json.dumps(dict(spec, fresh=True))]
+    env = dict(os.environ, **child_env)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"spec": spec, "error": f"timeout after {timeout:.0f} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+        why = "killed (out of memory?)" if proc.returncode < 0 else tail[0]
+        return {"spec": spec, "error": why}
+    return json.loads(lines[-1])
+
+
+def fit_loglog_slope(lengths: list[float], times: list[float]) -> float | None:
+    """Least-squares slope of log(time) against log(length); None with fewer than 2 points."""
+    pts = [(math.log(l), math.log(t)) for l, t in zip(lengths, times) if t and t > 0]
+    if len(pts) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    sxx = sum((p[0] - mx) ** 2 for p in pts)
+    return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx if sxx > 0 else None
+
+
+def _fmt(value, scale=1.0, digits=1) -> str:
+    return "-" if value is None else f"{value * scale:.{digits}f}"
+
+
+def _backbone_available() -> str | None:
+    """None when the HieraMamba backbone imports, else the reason it does not."""
+    try:
+        from hieramamba.models.backbones import backbone_class
+
+        backbone_class("hieramamba")
+    except Exception as err:  # noqa: BLE001
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def environment_info(fresh: bool, child_env: dict[str, str], threads: int | None = None) -> dict:
+    import torch
+
+    seen = {k: (child_env.get(k) if fresh and k in child_env else os.environ.get(k)) for k in MALLOC_ENV}
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
+        cpu = f"{names[0]} x{len(names)}" if names else cpu
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": threads or torch.get_num_threads(),
+        "cpu": cpu,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average_at_start": load,
+        "malloc_env": seen,
+        "malloc_tuned": all(seen.get(k) == v for k, v in MALLOC_ENV.items()),
+        "fresh_process": fresh,
+        "memory_method": (
+            "growth of ru_maxrss over the measurement in a fresh process (MiB); null in-process"
+            if not torch.cuda.is_available()
+            else "torch.cuda.max_memory_allocated (MiB)"
+        ),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def run(args) -> dict:
+    fresh = args.fresh_process
+    child_env = dict(MALLOC_ENV) if args.malloc_tuning else {}
+    device = args.device
+    report: dict[str, Any] = {"env": environment_info(fresh, child_env, args.threads), "args": vars(args)}
+    env = report["env"]
+    print(f"# hieramamba bench scaling  ({env['cpu']}, torch {env['torch']}, {env['torch_threads']} threads)")
+    print(
+        f"# fresh process per point: {fresh}; repeats: {args.repeats} (median); "
+        f"MALLOC_MMAP_MAX_={env['malloc_env']['MALLOC_MMAP_MAX_']} "
+        f"MALLOC_TRIM_THRESHOLD_={env['malloc_env']['MALLOC_TRIM_THRESHOLD_']}"
+        + ("" if env["malloc_tuned"] else "  (untuned: set both, or pass --malloc-tuning, for up to ~3x at long L)")
+    )
+    print(f"# load average at start: {env['load_average_at_start']} (other work on the machine skews timings)")
+    common = dict(repeats=args.repeats, device=device, threads=args.threads)
+
+    if args.what in ("scan", "all"):
+        lengths = args.scan_lengths
+        mm = run_point(dict(common, kind="matmul", size=args.matmul_size), fresh, args.timeout, child_env)
+        mm_gflops = mm.get("gflops")
+        points = []
+        print(f"\n## (a) SSD scan alone: b={SCAN_SHAPE['b']}, H={SCAN_SHAPE['h']}, P={SCAN_SHAPE['p']}, "
+              f"N={SCAN_SHAPE['n']}, chunk={args.chunk_size}; matmul {args.matmul_size}^2 float32: "
+              f"{_fmt(mm_gflops)} GFLOP/s")
+        print(f"{'L':>7} {'chunk fwd ms':>13} {'chunk f+b ms':>13} {'loop fwd ms':>12} {'speedup':>8} "
+              f"{'GFLOP/s':>8} {'% matmul':>8} {'fwd MiB':>8} {'f+b MiB':>8}")
+        for L in lengths:
+            chunked = run_point(dict(common, kind="scan", impl="chunked", L=L, chunk_size=args.chunk_size),
+                                fresh, args.timeout, child_env)
+            loop = None
+            if L <= args.loop_max_length:
+                loop = run_point(dict(common, kind="scan", impl="loop", L=L, modes=["fwd"],
+                                      repeats=max(1, min(args.repeats, 2))), fresh, args.timeout, child_env)
+            speedup = None
+            if loop and loop.get("fwd_s") and chunked.get("fwd_s"):
+                speedup = loop["fwd_s"] / chunked["fwd_s"]
+            pct = (100.0 * chunked["gflops"] / mm_gflops) if chunked.get("gflops") and mm_gflops else None
+            points.append({"L": L, "chunked": chunked, "loop": loop, "speedup": speedup, "pct_of_matmul": pct})
+            err = chunked.get("error") or (loop or {}).get("error")
+            print(f"{L:>7} {_fmt(chunked.get('fwd_s'), 1e3):>13} {_fmt(chunked.get('fwd_bwd_s'), 1e3):>13} "
+                  f"{_fmt((loop or {}).get('fwd_s'), 1e3):>12} {_fmt(speedup):>8} {_fmt(chunked.get('gflops')):>8} "
+                  f"{_fmt(pct):>8} {_fmt(chunked.get('fwd_peak_mb'), 1, 0):>8} "
+                  f"{_fmt(chunked.get('fwd_bwd_peak_mb'), 1, 0):>8}" + (f"  [{err}]" if err else ""))
+        report["scan"] = {"shape": SCAN_SHAPE, "chunk_size": args.chunk_size, "matmul": mm, "points": points,
+                          "targets": {"speedup_at_16k": ">= 20", "pct_of_matmul": ">= 40"}}
+
+    if args.what in ("backbone", "all"):
+        reason = _backbone_available()
+        if reason is not None:
+            print(f"\n## (b) backbones: skipped, the HieraMamba backbone does not import ({reason})")
+            report["backbone"] = {"skipped": reason}
+        else:
+            report["backbone"] = _run_backbones(args, common, fresh, child_env)
+    return report
+
+
+def _run_backbones(args, common, fresh, child_env) -> dict:
+    points, slopes = [], []
+    print("\n## (b) backbones (B = 1, in_dim = d_model, all steps valid)")
+    print(f"{'d':>4} {'global':>10} {'local':>17} {'L':>7} {'fwd ms':>10} {'f+b ms':>10} {'fwd MiB':>8} {'f+b MiB':>8}")
+    for d in args.widths:
+        for g_mix, l_mix in args.mixers:
+            series = []
+            for L in args.backbone_lengths:
+                spec = dict(common, kind="backbone", name="hieramamba", L=L, d_model=d, global_mixer=g_mix,
+                            local_mixer=l_mix, modes=args.modes)
+                r = run_point(spec, fresh, args.timeout, child_env)
+                points.append(r)
+                series.append((L, r))
+                err = r.get("error")
+                print(f"{d:>4} {g_mix:>10} {l_mix:>17} {L:>7} {_fmt(r.get('fwd_s'), 1e3):>10} "
+                      f"{_fmt(r.get('fwd_bwd_s'), 1e3):>10} {_fmt(r.get('fwd_peak_mb'), 1, 0):>8} "
+                      f"{_fmt(r.get('fwd_bwd_peak_mb'), 1, 0):>8}" + (f"  [{err}]" if err else ""))
+                if err and ("timeout" in err or "memory" in err.lower() or "killed" in err):
+                    break  # longer lengths only get worse
+            for mode in ("fwd_s", "fwd_bwd_s"):
+                ok = [(L, r[mode]) for L, r in series if r.get(mode)]
+                slope = fit_loglog_slope([p[0] for p in ok], [p[1] for p in ok])
+                slopes.append({"d_model": d, "global_mixer": g_mix, "local_mixer": l_mix, "mode": mode[:-2],
+                               "lengths": [p[0] for p in ok], "slope": slope})
+    print("\nfitted log-log slope of time vs L (target <= 1.10 for hydra + window_attention):")
+    for s in slopes:
+        flag = ""
+        if (s["global_mixer"], s["local_mixer"]) == HIERAMAMBA_MIXER and s["slope"] is not None:
+            flag = "  ok" if s["slope"] <= 1.10 else "  ABOVE TARGET"
+        span = f"{s['lengths'][0]}-{s['lengths'][-1]}" if s["lengths"] else "-"
+        print(f"  d={s['d_model']} {s['global_mixer']:>9}+{s['local_mixer']:<17} {s['mode']:>7}: "
+              f"{_fmt(s['slope'], 1, 3)} over L {span}{flag}")
+    return {"points": points, "slopes": slopes, "target_slope": 1.10}
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------
+
+
+def _int_list(text: str) -> list[int]:
+    out = []
+    for item in text.split(","):
+        item = item.strip().lower()
+        if item:
+            out.append(int(float(item[:-1]) * 1024) if item.endswith("k") else int(item))
+    return out
+
+
+def _mixer_list(text: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in text.split(","):
+        g_mix, _, l_mix = item.strip().partition(":")
+        if g_mix not in GLOBAL_MIXERS or l_mix not in LOCAL_MIXERS:
+            raise argparse.ArgumentTypeError(
+                f"mixer {item!r}: expected global:local with global in {GLOBAL_MIXERS}, local in {LOCAL_MIXERS}"
+            )
+        pairs.append((g_mix, l_mix))
+    return pairs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hieramamba bench scaling",
+        description="Time and peak memory vs sequence length: the SSD scan alone and whole backbones.",
+    )
+    p.add_argument("--what", choices=["scan", "backbone", "all"], default="all")
+    p.add_argument("--lengths", type=_int_list, default=None,
+                   help="comma-separated L (k = 1024), used for both sections unless the specific ones are given")
+    p.add_argument("--scan-lengths", type=_int_list, default=None)
+    p.add_argument("--backbone-lengths", type=_int_list, default=None)
+    p.add_argument("--widths", type=_int_list, default=None, help="backbone d_model values (default 384,256)")
+    p.add_argument("--mixers", type=_mixer_list, default=None,
+                   help="global:local pairs (default: every combination of "
+                        f"{'/'.join(GLOBAL_MIXERS)} x {'/'.join(LOCAL_MIXERS)})")
+    p.add_argument("--modes", type=lambda s: [m.strip() for m in s.split(",")], default=["fwd", "fwd_bwd"],
+                   help="fwd, fwd_bwd or both (backbone section)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per point after one warm-up (median)")
+    p.add_argument("--fresh-process", dest="fresh_process", action="store_true", default=True,
+                   help="one Python process per point (default; needed for peak memory)")
+    p.add_argument("--in-process", dest="fresh_process", action="store_false",
+                   help="measure every point in this process (faster; no peak memory)")
+    p.add_argument("--malloc-tuning", action="store_true",
+                   help=f"run the fresh processes with {' '.join(f'{k}={v}' for k, v in MALLOC_ENV.items())}")
+    p.add_argument("--chunk-size", type=int, default=64, help="chunk length of the scan section")
+    p.add_argument("--loop-max-length", type=int, default=16384, help="longest L for the per-step loop baseline")
+    p.add_argument("--matmul-size", type=int, default=2048)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each point")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds per point (fresh-process mode)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny lengths, one width, the HieraMamba mixer only, 1 repeat (a smoke run)")
+    p.add_argument("--out", default=None, help="write the results as JSON to this file")
+    return p
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        args.scan_lengths = args.scan_lengths or args.lengths or QUICK_SCAN_LENGTHS
+        args.backbone_lengths = args.backbone_lengths or args.lengths or QUICK_BACKBONE_LENGTHS
+        args.widths = args.widths or [WIDTHS[0]]
+        args.mixers = args.mixers or [HIERAMAMBA_MIXER]
+        args.repeats = 1
+    args.scan_lengths = args.scan_lengths or args.lengths or SCAN_LENGTHS
+    args.backbone_lengths = args.backbone_lengths or args.lengths or BACKBONE_LENGTHS
+    args.widths = args.widths or WIDTHS
+    args.mixers = args.mixers or [(g, l) for g in GLOBAL_MIXERS for l in LOCAL_MIXERS]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--point"]:  # child process of a fresh-process run: one point, one JSON line
+        spec = json.loads(argv[1])
+        try:
+            result = measure_point(spec)
+        except Exception as err:  # noqa: BLE001
+            result = {"spec": spec, "error": f"{type(err).__name__}: {err}"}
+        print(json.dumps(result))
+        return 0
+    args = parse_args(argv)
+    report = run(args)
+    if args.out:
+        tmp = f"{args.out}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(report, fh, indent=1, default=str)
+        os.replace(tmp, args.out)
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
