@@ -1,0 +1,1 @@
+"""hydra-core config groups (dataset/ model/ train/ eval/ scale/); composed by `hieramamba.engine.config`."""

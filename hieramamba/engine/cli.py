@@ -1,0 +1,93 @@
+"""`hieramamba train | evaluate | convert-checkpoint`.
+
+    hieramamba train dataset=synth_tacos model=hieramamba scale=default seed=0 ablation=no_gate \
+        out=results/runs/synth_tacos/no_gate/seed0 [checkpoint_dir=DIR] [train.lr=1e-4 ...]
+    hieramamba evaluate DIR [--checkpoint FILE] [--split val] [--baseline prior] [key=value ...]
+    hieramamba convert-checkpoint AUTHORS.pth OURS.pth [dataset=tacos scale=paper ...]
+
+`train` writes DIR/config.yaml, trains (resuming from the last checkpoint when DIR already holds
+one made with the same config; a different config is an error naming the differing keys), then
+evaluates the EMA weights and writes DIR/predictions.json and DIR/metrics.json atomically.
+
+`evaluate` re-scores a run directory. Outputs other than the run's own protocol (another split, a
+baseline, an external checkpoint) go to metrics.<tag>.json / predictions.<tag>.json so the run's
+metrics.json is never replaced by something else. With key=value overrides and no DIR/config.yaml
+(e.g. to score a converted authors' checkpoint) the config is composed and written first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hieramamba.errors import ConfigError, DataError
+
+TRAIN_USAGE = """usage: hieramamba train out=DIR [dataset=NAME] [model=NAME] [scale=smoke|default|paper]
+                        [seed=N] [ablation=NAME|PATH] [checkpoint_dir=DIR] [group.key=value ...]
+
+Compose the run config (hydra-core), train with automatic resume, evaluate, write the run directory.
+"""
+
+
+def _fail(msg: str) -> int:
+    print(f"hieramamba: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def train_main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(TRAIN_USAGE)
+        return 0
+    bad = [a for a in argv if "=" not in a]
+    if bad:
+        return _fail(f"train takes key=value arguments only, got {bad}\n{TRAIN_USAGE}")
+    try:
+        from hieramamba.engine.config import compose_config
+        from hieramamba.engine.run import run_training
+
+        cfg = compose_config(argv)
+        if not cfg.out:
+            return _fail("train needs out=DIR (the run directory)")
+        run_training(cfg)
+    except (ConfigError, DataError) as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def evaluate_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hieramamba evaluate", description="evaluate a run directory")
+    parser.add_argument("run_dir", help="the run directory (holds config.yaml)")
+    parser.add_argument("--checkpoint", help="weights to evaluate (ours, or converted with convert-checkpoint); "
+                        "default: the run's last checkpoint (EMA weights)")
+    parser.add_argument("--split", help="split to evaluate (default: the config's eval.split)")
+    parser.add_argument("--baseline", choices=["prior"], help="score the fixed start/end prior instead of a model")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, only when DIR has no config.yaml yet")
+    args = parser.parse_args(argv)
+    try:
+        from hieramamba.engine.run import run_evaluation
+
+        metrics = run_evaluation(Path(args.run_dir), checkpoint=args.checkpoint, split=args.split,
+                                 baseline=args.baseline, overrides=args.overrides)
+    except (ConfigError, DataError, FileNotFoundError) as exc:
+        return _fail(str(exc))
+    print(" ".join(f"{k} {v:.2f}" for k, v in metrics["metrics"].items()))
+    return 0
+
+
+def convert_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hieramamba convert-checkpoint",
+                                     description="convert an authors' checkpoint (last.pth) to this package's names")
+    parser.add_argument("source", help="the authors' checkpoint file")
+    parser.add_argument("target", help="where to write the converted checkpoint")
+    parser.add_argument("overrides", nargs="*", help="key=value config selecting the model it fits, e.g. "
+                        "dataset=tacos scale=paper model.reference_precision=true")
+    args = parser.parse_args(argv)
+    try:
+        from hieramamba.engine.run import convert_checkpoint
+
+        convert_checkpoint(Path(args.source), Path(args.target), args.overrides)
+    except (ConfigError, DataError, FileNotFoundError, KeyError, ValueError) as exc:
+        return _fail(str(exc))
+    print(f"wrote {args.target}")
+    return 0

@@ -1,0 +1,63 @@
+"""AdamW with the authors' weight-decay rules and the linear warm-up / constant schedule.
+
+Decay: the weights of Linear and Conv layers, and the Hydra SSM's `A_log` and `D`. No decay:
+every bias (including Hydra's `dt_bias`), normalisation weights, LayerScale / Scale parameters,
+learned tokens and embeddings — i.e. every other parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+_DECAY_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_SSM_DECAY_NAMES = ("A_log", "D")
+
+
+def split_decay(modules: Iterable[nn.Module]) -> tuple[list[nn.Parameter], list[nn.Parameter], dict[str, bool]]:
+    """(decay, no_decay, {qualified name: decays}) over the trainable parameters of `modules`.
+
+    Every parameter lands in exactly one list, in a fixed order (module order, then name order).
+    """
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
+    table: dict[str, bool] = {}
+    for root_idx, root in enumerate(modules):
+        for mod_name, module in root.named_modules():
+            for p_name, param in module.named_parameters(recurse=False):
+                if not param.requires_grad or id(param) in seen:
+                    continue
+                seen.add(id(param))
+                full = f"{root_idx}.{mod_name}.{p_name}" if mod_name else f"{root_idx}.{p_name}"
+                decays = (isinstance(module, _DECAY_MODULES) and p_name == "weight") or p_name in _SSM_DECAY_NAMES
+                (decay if decays else no_decay).append(param)
+                table[full] = decays
+    return decay, no_decay, table
+
+
+def build_optimizer(modules: Iterable[nn.Module], lr: float, weight_decay: float, betas=(0.9, 0.999)) -> torch.optim.AdamW:
+    decay, no_decay, _ = split_decay(modules)
+    groups = [
+        {"params": decay, "weight_decay": float(weight_decay)},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=float(lr), betas=tuple(float(b) for b in betas))
+
+
+def warmup_factor(iteration: int, warmup_iters: int) -> float:
+    """lr multiplier at `iteration` (0-based): it / (warmup_iters - 1) during warm-up, then 1.
+
+    As the authors' scheduler: the very first step runs at lr 0 and the last warm-up step at the
+    full lr.
+    """
+    if warmup_iters <= 1 or iteration >= warmup_iters:
+        return 1.0
+    return iteration / (warmup_iters - 1)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, warmup_iters: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-iteration schedule; `scheduler.step()` after every optimiser step."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: warmup_factor(it, warmup_iters))

@@ -1,0 +1,326 @@
+"""The run directory: its layout, environment facts, and atomic JSON outputs.
+
+Layout (DEVELOPING.md, "run directory"): DIR/config.yaml, DIR/train.log, DIR/train_curve.csv,
+DIR/checkpoints/ (or the `checkpoint_dir` the DAG gives), DIR/predictions.json, DIR/metrics.json.
+metrics.json and predictions.json are written last and atomically, so a crashed run leaves none.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CONFIG = "config.yaml"
+TRAIN_LOG = "train.log"
+TRAIN_CURVE = "train_curve.csv"
+PREDICTIONS = "predictions.json"
+METRICS = "metrics.json"
+CHECKPOINTS = "checkpoints"
+# Fields of metrics.json that measure this execution rather than the result.
+TIMING_FIELDS = ("train_time_s", "eval_time_s", "peak_mem_mb")
+METRICS_KEYS = (
+    "dataset", "variant", "seed", "split", "protocol", "metrics", "n_queries", "n_dropped",
+    "by_length_bin", "by_query_kind", "train_time_s", "eval_time_s", "peak_mem_mb", "versions",
+    "device", "git_commit", "config_sha",
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- environment facts
+
+
+def _dist_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def versions() -> dict[str, str | None]:
+    """Library versions; mamba_ssm is looked up in the installed metadata, never imported."""
+    from hieramamba import __version__
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__.split("+")[0],
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "mamba_ssm": _dist_version("mamba_ssm") or _dist_version("mamba-ssm"),
+        "hieramamba": __version__,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return f"cuda ({props.name}, {props.total_memory / 2**30:.0f} GiB, sm_{props.major}{props.minor})"
+    return f"cpu ({_cpu_model()}, {torch.get_num_threads()} threads)"
+
+
+def git_commit(root: Path = REPO_ROOT) -> str | None:
+    """HEAD of the checkout the package runs from; None outside git or before the first commit."""
+    try:
+        res = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else None
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak accelerator memory on CUDA; the process's peak resident set size on CPU."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(rss / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+# ---------------------------------------------------------------- logging
+
+
+def file_logger(run_dir: Path, name: str = "hieramamba.train") -> logging.Logger:
+    """A logger appending to DIR/train.log (one handler per run directory)."""
+    logger = logging.getLogger(f"{name}.{run_dir.resolve()}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    path = str((run_dir / TRAIN_LOG).resolve())
+    if not any(getattr(h, "baseFilename", None) == path for h in logger.handlers):
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    return logger
+
+
+def close_logger(logger: logging.Logger) -> None:
+    for h in list(logger.handlers):
+        h.close()
+        logger.removeHandler(h)
+
+
+# ---------------------------------------------------------------- train -> evaluate
+
+
+def _run_paths(cfg) -> tuple[Path, Path]:
+    run_dir = Path(cfg.out)
+    ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else run_dir / CHECKPOINTS
+    return run_dir, ckpt_dir
+
+
+def prepare_run_dir(cfg) -> Path:
+    """Create DIR and write DIR/config.yaml; an existing DIR must hold the same config."""
+    from hieramamba.engine.config import to_yaml
+    from hieramamba.engine.trainer import check_same_config
+
+    run_dir, _ = _run_paths(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / CONFIG
+    if path.is_file():
+        check_same_config(path.read_text(), cfg, f"run directory {run_dir}")
+    else:
+        atomic_write_text(path, to_yaml(cfg))
+    return run_dir
+
+
+def build_data(cfg):
+    from hieramamba.data.dataset import GroundingDataset
+
+    return GroundingDataset.from_config(cfg.dataset)
+
+
+def _metrics_record(cfg, split: str, protocol: str, scored: dict, *, train_time: float, eval_time: float,
+                    device: torch.device, variant: str | None = None) -> dict:
+    from hieramamba.engine.config import config_sha
+
+    record = {
+        "dataset": str(cfg.dataset.name),
+        "variant": variant or str(cfg.variant),
+        "seed": int(cfg.seed),
+        "split": split,
+        "protocol": protocol,
+        **scored,
+        "train_time_s": round(float(train_time), 3),
+        "eval_time_s": round(float(eval_time), 3),
+        "peak_mem_mb": peak_memory_mb(device),
+        "versions": versions(),
+        "device": describe_device(device),
+        "git_commit": git_commit(),
+        "config_sha": config_sha(cfg),
+    }
+    return {k: record[k] for k in METRICS_KEYS}
+
+
+def _evaluate_model(cfg, data, parts, weights_module, split: str, device: torch.device):
+    from hieramamba.engine.inference import predict_split
+
+    return predict_split(
+        weights_module, data, split, points_for=parts.points_for, pad_multiple=parts.pad_multiple,
+        vid_stride=parts.vid_stride, eval_cfg=cfg.eval, device=device,
+        autocast=bool(cfg.train.bf16) and device.type == "cuda", progress=bool(cfg.train.progress),
+    )
+
+
+def run_training(cfg) -> dict:
+    """`hieramamba train`: config.yaml, train (with resume), evaluate, predictions + metrics."""
+    import time
+
+    from hieramamba.engine.inference import score, write_predictions
+    from hieramamba.engine.trainer import train
+
+    run_dir = prepare_run_dir(cfg)
+    _, ckpt_dir = _run_paths(cfg)
+    logger = file_logger(run_dir)
+    try:
+        data = build_data(cfg)
+        result = train(cfg, data, run_dir, ckpt_dir, logger)
+        device = next(result.parts.model.parameters()).device
+        split = str(cfg.eval.split)
+        t0 = time.perf_counter()
+        preds = _evaluate_model(cfg, data, result.parts, result.ema.module, split, device)
+        scored = score(preds, cfg.eval, str(cfg.eval.protocol))
+        eval_time = time.perf_counter() - t0
+        write_predictions(run_dir / PREDICTIONS, preds, data)
+        record = _metrics_record(cfg, split, str(cfg.eval.protocol), scored, train_time=result.train_time_s,
+                                 eval_time=eval_time, device=device)
+        atomic_write_json(run_dir / METRICS, record)
+        logger.info("evaluated %s: %s", split, " ".join(f"{k} {v:.2f}" for k, v in record["metrics"].items()))
+        return record
+    except Exception:
+        logger.exception("run failed")
+        raise
+    finally:
+        close_logger(logger)
+
+
+def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str | None = None,
+                   baseline: str | None = None, overrides: list[str] | None = None) -> dict:
+    """`hieramamba evaluate DIR`: score the run's EMA weights (or a checkpoint, or the prior)."""
+    import time
+
+    from hieramamba.engine import checkpoint as ckpt
+    from hieramamba.engine.config import compose_config, load_yaml_config
+    from hieramamba.engine.factory import build_parts
+    from hieramamba.engine.inference import fit_prior, prior_predictions, score, write_predictions
+    from hieramamba.engine.trainer import check_same_config, select_device, seed_everything
+    from hieramamba.errors import ConfigError
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / CONFIG
+    if cfg_path.is_file():
+        if overrides:
+            raise ConfigError(f"{run_dir} already has a config.yaml; overrides {overrides} are not applied to an existing run")
+        cfg = load_yaml_config(cfg_path)
+    else:
+        if not overrides and checkpoint is None and baseline is None:
+            raise FileNotFoundError(f"{cfg_path} not found (not a run directory)")
+        cfg = compose_config(list(overrides or []) + [f"out={run_dir}"])
+        prepare_run_dir(cfg)
+    data = build_data(cfg)
+    split = split or str(cfg.eval.split)
+    protocol = str(cfg.eval.protocol)
+    tags = ([baseline] if baseline else []) + (["ckpt"] if checkpoint and not baseline else []) + \
+        ([split] if split != str(cfg.eval.split) else [])
+    suffix = "".join(f".{t}" for t in tags)
+    t0 = time.perf_counter()
+    device = torch.device("cpu")
+    train_time = 0.0
+    if baseline == "prior":
+        preds = prior_predictions(data, split, fit_prior(data, "train", k=max(int(r) for r in cfg.eval.ranks)))
+        variant = "prior"
+    else:
+        device = select_device(cfg.train.device)
+        seed_everything(int(cfg.seed))
+        parts = build_parts(cfg, data, device)
+        ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else run_dir / CHECKPOINTS  # DIR may have moved
+        source = Path(checkpoint) if checkpoint else ckpt.last_checkpoint(ckpt_dir)
+        if source is None:
+            raise FileNotFoundError(f"no checkpoint in {ckpt_dir} (train first, or pass --checkpoint)")
+        state = ckpt.load_checkpoint(source, map_location=device)
+        if "config_yaml" in state and not checkpoint:
+            check_same_config(state["config_yaml"], cfg, f"checkpoint {source}")
+        parts.model.load_state_dict(state["ema"] if "ema" in state else state["model"])
+        train_time = float(state.get("train_time_s", 0.0))
+        preds = _evaluate_model(cfg, data, parts, parts.model, split, device)
+        variant = None
+    scored = score(preds, cfg.eval, protocol)
+    record = _metrics_record(cfg, split, protocol, scored, train_time=train_time,
+                             eval_time=time.perf_counter() - t0, device=device, variant=variant)
+    write_predictions(run_dir / f"predictions{suffix}.json", preds, data)
+    atomic_write_json(run_dir / f"metrics{suffix}.json", record)
+    return record
+
+
+def convert_checkpoint(source: Path, target: Path, overrides: list[str] | None = None) -> dict:
+    """An authors' checkpoint (their `last.pth`: `model` + `model_ema`) -> our checkpoint layout
+    {"model", "ema", "config_yaml", "source"}, for the model the `overrides` compose (e.g.
+    `dataset=tacos scale=paper`; feature widths from the dataset config or `model.in_dim=` /
+    `model.text.in_dim=`). Read with `weights_only=True`: a file holding arbitrary objects is
+    refused rather than unpickled. Every key must fit (the converter lists what does not)."""
+    from omegaconf import OmegaConf
+
+    from hieramamba.engine.checkpoint import save_checkpoint
+    from hieramamba.engine.config import compose_config, to_yaml
+    from hieramamba.errors import ConfigError
+    from hieramamba.models import compat
+    from hieramamba.models.model import build_model
+
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} not found")
+    cfg = compose_config(list(overrides or []))
+    mcfg = OmegaConf.to_container(cfg.model, resolve=True)
+    feats = cfg.dataset.get("features") or {}
+    if mcfg.get("in_dim") is None:
+        mcfg["in_dim"] = feats.get("video_dim")
+    if mcfg["text"].get("in_dim") is None:
+        mcfg["text"]["in_dim"] = feats.get("text_dim")
+    if mcfg["in_dim"] is None or mcfg["text"]["in_dim"] is None:
+        raise ConfigError("feature widths unknown: pick a dataset whose config sets features.video_dim/text_dim, "
+                          "or pass model.in_dim=... model.text.in_dim=...")
+    model = build_model(mcfg)
+    try:
+        raw = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unpickling refused or corrupt file
+        raise ValueError(f"{source}: cannot be read with weights_only=True ({exc})") from None
+    out = {"source": str(source), "config_yaml": to_yaml(cfg)}
+    for ours, theirs in (("model", "model"), ("ema", "model_ema")):
+        state = compat.extract_state_dict(raw, prefer=theirs)
+        out[ours] = compat.convert_authors_state_dict(state, model)
+    save_checkpoint(target, out)
+    return out
