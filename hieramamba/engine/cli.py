@@ -49,9 +49,11 @@ def train_main(argv: list[str]) -> int:
         cfg = compose_config(argv)
         if not cfg.out:
             return _fail("train needs out=DIR (the run directory)")
-        run_training(cfg)
+        metrics = run_training(cfg)
     except (ConfigError, DataError) as exc:
         return _fail(str(exc))
+    if isinstance(metrics, dict) and "metrics" in metrics:
+        print(" ".join(f"{k} {v:.2f}" for k, v in metrics["metrics"].items()))
     return 0
 
 

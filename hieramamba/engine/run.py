@@ -117,15 +117,23 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def file_logger(run_dir: Path, name: str = "hieramamba.train") -> logging.Logger:
-    """A logger appending to DIR/train.log (one handler per run directory)."""
+    """A logger appending to DIR/train.log and echoing to stderr (one handler each per run directory).
+
+    The stderr echo is what a user at a terminal, and a Snakemake rule's `log:`, sees of a run.
+    """
     logger = logging.getLogger(f"{name}.{run_dir.resolve()}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
     path = str((run_dir / TRAIN_LOG).resolve())
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     if not any(getattr(h, "baseFilename", None) == path for h in logger.handlers):
         handler = logging.FileHandler(path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(formatter)
         logger.addHandler(handler)
+    if not any(type(h) is logging.StreamHandler for h in logger.handlers):
+        echo = logging.StreamHandler(sys.stderr)
+        echo.setFormatter(formatter)
+        logger.addHandler(echo)
     return logger
 
 
