@@ -1,0 +1,365 @@
+"""The planted structure of the synthetic benchmark, independent of any file format.
+
+A *world* (one per dataset and seed) fixes K event types, each with a unit signature vector in
+video-feature space, a noun that names it and a verb, plus a few background signatures that no
+query names, and a per-word embedding table for the text side.
+
+A *video* is a time line of event segments separated by background segments. Per video there are
+`long_range_structures` structures: one event of type Y (unique in the video) and 3-4 events of
+type X, two of which are far (>= far_frac * duration) from Y on either side; the last X before Y
+and the first X after Y are the targets of "X before Y" / "X after Y" queries, the other X's are
+distractors placed beyond them (before the "before" target or after the "after" target), so the
+locally identical X occurrences can only be told apart by looking at the distant Y. The remaining
+events have types that occur once in the video; they (and Y) are the targets of plain queries.
+
+Features: feature i covers the window [i*step, i*step + size) seconds of the released format; its
+value is the overlap-weighted mix of the covered segments' signatures plus each segment's slow
+linear drift, a per-video constant offset ("style") and i.i.d. noise.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hieramamba.data.synth.spec import LengthDist, SynthSpec, window_seconds
+
+LIKE_IDS = {"ego4d_nlq": 1, "mad": 2, "tacos": 3}
+TACOS_FPS = 29.4
+
+# (base form, past form): single words so that every token is one GloVe-style word.
+VERBS: tuple[tuple[str, str], ...] = (
+    ("cut", "cut"), ("wash", "washed"), ("open", "opened"), ("close", "closed"), ("take", "took"),
+    ("put", "put"), ("hold", "held"), ("move", "moved"), ("peel", "peeled"), ("clean", "cleaned"),
+    ("carry", "carried"), ("drop", "dropped"), ("fold", "folded"), ("stir", "stirred"),
+    ("pour", "poured"), ("check", "checked"), ("lift", "lifted"), ("push", "pushed"),
+    ("pull", "pulled"), ("shake", "shook"),
+)
+NOUNS: tuple[str, ...] = (
+    "onion", "knife", "plate", "bowl", "cup", "door", "drawer", "box", "bottle", "towel", "bag",
+    "book", "phone", "key", "lamp", "chair", "spoon", "pan", "lid", "jar", "bread", "apple",
+    "carrot", "cucumber", "kiwi", "lemon", "orange", "pepper", "potato", "tomato", "board", "sink",
+    "fridge", "oven", "kettle", "glass", "fork", "basket", "window", "shirt", "shoe", "paper", "pen",
+    "bucket", "hammer", "ladder", "rope", "clock",
+)
+SUBJECTS = {
+    "tacos": ("the person", "she", "he", "someone"),
+    "mad": ("he", "she", "the man", "the woman", "someone"),
+    "ego4d_nlq": ("i",),
+}
+DIRECTIONS = ("before", "after")
+PLAIN, LONG_RANGE = "plain", "long_range"
+
+_TOKEN = re.compile(r"\w+")
+
+
+def tokenize(sentence: str) -> list[str]:
+    """Lower-case `\\w+` tokens (HieraMamba's GloVe tokenizer); token features follow this split."""
+    return _TOKEN.findall(sentence.lower())
+
+
+@dataclass(frozen=True)
+class EventType:
+    index: int
+    noun: str
+    verb_base: str
+    verb_past: str
+
+
+@dataclass
+class Segment:
+    start: float  # seconds (already in the format's units: TACoS frame / 29.4, else ms)
+    end: float
+    is_event: bool
+    type: int  # event type index, or background type index
+
+
+@dataclass
+class PlantedQuery:
+    kind: str  # "plain" | "long_range"
+    target: int  # index into PlantedVideo.events
+    x_type: int
+    sentence: str
+    paraphrase: int = 0
+    direction: str | None = None  # long_range: "before" | "after"
+    y_type: int | None = None
+    y_event: int | None = None  # index into PlantedVideo.events
+    distance: float | None = None  # seconds between the Y event and the target (gap between them)
+    extra: dict = field(default_factory=dict)  # format-specific text fields (Ego4D template, slots)
+
+
+@dataclass
+class PlantedVideo:
+    duration: float  # seconds
+    segments: list[Segment]  # the full time line (events and background), ordered, covering [0, D]
+    queries: list[PlantedQuery]
+    num_frames: int | None = None  # TACoS: frames at 29.4 fps
+
+    @property
+    def events(self) -> list[Segment]:
+        return [s for s in self.segments if s.is_event]
+
+
+class World:
+    """Signatures, vocabulary and word vectors of one synthetic dataset (fixed by like and seed)."""
+
+    def __init__(self, spec: SynthSpec, seed: int):
+        self.spec = spec
+        self.seed = int(seed)
+        rng = np.random.default_rng([self.seed, LIKE_IDS[spec.like], 0])
+        k, b, c = spec.num_types, spec.num_background, spec.video_dim
+        if k > len(NOUNS):
+            raise ValueError(f"num_types {k} exceeds the {len(NOUNS)} nouns available")
+        noun_vecs = _unit_rows(rng.standard_normal((k, c)))  # (K, C)
+        verb_vecs = _unit_rows(rng.standard_normal((len(VERBS), c)))  # (V, C)
+        self.background = _unit_rows(rng.standard_normal((b, c)))  # (B, C)
+        nouns = [NOUNS[i] for i in rng.permutation(len(NOUNS))[:k]]
+        verbs = rng.integers(0, len(VERBS), size=k)
+        # types sharing a verb share part of their signature: the noun must be read to tell them apart
+        a = spec.verb_share
+        self.signatures = _unit_rows(a * verb_vecs[verbs] + math.sqrt(1.0 - a * a) * noun_vecs)  # (K, C)
+        self.types = [EventType(i, nouns[i], *VERBS[int(verbs[i])]) for i in range(k)]
+        self._words: dict[str, np.ndarray] = {}
+
+    def word_vector(self, word: str) -> np.ndarray:
+        """Fixed unit vector of a word (text_dim,), float64; the same in every query."""
+        vec = self._words.get(word)
+        if vec is None:
+            rng = np.random.default_rng([self.seed, LIKE_IDS[self.spec.like], 7, zlib.crc32(word.encode())])
+            vec = _unit_rows(rng.standard_normal((1, self.spec.text_dim)))[0]
+            self._words[word] = vec
+        return vec
+
+    def token_features(self, sentence: str, rng: np.random.Generator, noise: float | None = None) -> np.ndarray:
+        """(t, text_dim) float32: the word vectors of the sentence's tokens plus small noise."""
+        noise = self.spec.token_noise if noise is None else noise
+        toks = tokenize(sentence)
+        rows = np.stack([self.word_vector(w) for w in toks])
+        if noise > 0:
+            rows = rows + rng.standard_normal(rows.shape) * (noise / math.sqrt(rows.shape[1]))
+        return np.ascontiguousarray(rows, dtype=np.float32)
+
+
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+def sample_length(dist: LengthDist, rng: np.random.Generator, size: int | None = None) -> np.ndarray:
+    n = 1 if size is None else size
+    fixed = rng.random(n) < dist.p_fixed
+    x = np.exp(math.log(dist.median) + dist.sigma * rng.standard_normal(n))
+    x = np.where(fixed, dist.hi, np.clip(x, dist.lo, dist.hi))
+    return x if size is not None else x[:1]
+
+
+# ----------------------------------------------------------------------------------- time line
+
+
+def quantizer(like: str):
+    """Seconds -> the format's resolution: TACoS whole frames at 29.4 fps, others milliseconds."""
+    if like == "tacos":
+        return lambda t: round(t * TACOS_FPS) / TACOS_FPS
+    return lambda t: round(t, 3)
+
+
+def sample_duration(spec: SynthSpec, rng: np.random.Generator) -> tuple[float, int | None]:
+    d = float(sample_length(spec.duration, rng)[0])
+    if spec.like == "tacos":
+        nf = int(round(d * TACOS_FPS))
+        return nf / TACOS_FPS, nf
+    if spec.like == "mad":
+        return round(d, 1), None  # MAD movie_duration has one decimal (e.g. 7947.6)
+    return round(d, 3), None
+
+
+def plan_video(spec: SynthSpec, world: World, rng: np.random.Generator, max_tries: int = 500) -> PlantedVideo:
+    """Lay out one video's events and background and plant its queries (see module doc)."""
+    duration, num_frames = sample_duration(spec, rng)
+    q = quantizer(spec.like)
+    n_struct = spec.long_range_structures
+    n_distr = [int(rng.integers(spec.distractors[0], spec.distractors[1] + 1)) for _ in range(n_struct)]
+    n_events = sum(3 + d for d in n_distr) + spec.unique_events
+    far = spec.far_frac * duration
+    for _ in range(max_tries):
+        starts, ends = _layout(spec, duration, n_events, rng, q)
+        if starts is None:
+            continue
+        roles = _assign_structures(starts, ends, n_struct, n_distr, far, rng)
+        if roles is not None:
+            break
+    else:
+        raise RuntimeError(f"could not place {n_struct} long-range structures in a {duration:.0f} s video")
+
+    # Types: X_i, Y_i for each structure, then one distinct type per unique event.
+    perm = [int(t) for t in rng.permutation(spec.num_types)]
+    event_type = [-1] * n_events
+    for i, (y, before, after, distr) in enumerate(roles):
+        for e in (before, after, *distr):
+            event_type[e] = perm[2 * i]
+        event_type[y] = perm[2 * i + 1]
+    uniq = [e for e in range(n_events) if event_type[e] < 0]
+    for j, e in enumerate(uniq):
+        event_type[e] = perm[2 * n_struct + j]
+
+    segments = _with_background(starts, ends, event_type, duration, spec.num_background, rng)
+    # map: event order index -> index in the events list (same order: events are time-ordered)
+    queries: list[PlantedQuery] = []
+    subjects = SUBJECTS[spec.like]
+    plain_cands = uniq + [r[0] for r in roles]
+    chosen = sorted(int(e) for e in rng.choice(plain_cands, size=min(spec.plain_queried, len(plain_cands)), replace=False))
+    for e in chosen:
+        subj = _pick_subjects(subjects, spec.paraphrases, rng)
+        for p, s in enumerate(subj):
+            x = world.types[event_type[e]]
+            text, extra = sentence(spec.like, s, x, None, None)
+            queries.append(PlantedQuery(PLAIN, e, x.index, text, paraphrase=p, extra=extra))
+    for y, before, after, _ in roles:
+        for direction, tgt in (("before", before), ("after", after)):
+            subj = _pick_subjects(subjects, spec.paraphrases, rng)
+            dist = starts[y] - ends[tgt] if direction == "before" else starts[tgt] - ends[y]
+            for p, s in enumerate(subj):
+                x, yt = world.types[event_type[tgt]], world.types[event_type[y]]
+                text, extra = sentence(spec.like, s, x, yt, direction)
+                queries.append(PlantedQuery(LONG_RANGE, tgt, x.index, text, paraphrase=p, direction=direction,
+                                            y_type=yt.index, y_event=y, distance=round(float(dist), 3), extra=extra))
+    return PlantedVideo(duration=duration, segments=segments, queries=queries, num_frames=num_frames)
+
+
+def _pick_subjects(subjects: tuple[str, ...], n: int, rng: np.random.Generator) -> list[str]:
+    if n <= len(subjects):
+        return [subjects[int(i)] for i in rng.choice(len(subjects), size=n, replace=False)]
+    return [subjects[int(i)] for i in rng.integers(0, len(subjects), size=n)]
+
+
+def _layout(spec: SynthSpec, duration: float, n: int, rng: np.random.Generator, q):
+    """Event (start, end) seconds, time-ordered, with >= min_gap of background between them."""
+    lengths = sample_length(spec.moment, rng, size=n)
+    lengths = np.minimum(lengths, spec.max_moment_frac * duration)
+    budget = spec.max_fill * duration
+    if lengths.sum() > budget:
+        lengths = lengths * (budget / lengths.sum())
+    free = duration - lengths.sum() - (n + 1) * spec.min_gap
+    if free <= 0:
+        return None, None
+    gaps = spec.min_gap + free * rng.dirichlet(np.ones(n + 1))
+    starts, ends = [], []
+    t = 0.0
+    for i in range(n):
+        t += gaps[i]
+        s, e = q(t), q(t + lengths[i])
+        if e <= s or (starts and s <= ends[-1]) or e >= duration:
+            return None, None
+        starts.append(s)
+        ends.append(e)
+        t += lengths[i]
+    return starts, ends
+
+
+def _assign_structures(starts, ends, n_struct, n_distr, far, rng):
+    """Pick (Y, before-target, after-target, distractors) event indices for each structure."""
+    n = len(starts)
+    free = set(range(n))
+    roles = []
+    for i in range(n_struct):
+        def before_of(y):
+            return [j for j in free if j < y and starts[y] - ends[j] >= far]
+
+        def after_of(y):
+            return [k for k in free if k > y and starts[k] - ends[y] >= far]
+
+        ys = sorted(y for y in free if before_of(y) and after_of(y))
+        if not ys:
+            return None
+        y = int(rng.choice(ys))
+        j = int(rng.choice(sorted(before_of(y))))
+        k = int(rng.choice(sorted(after_of(y))))
+        d_cands = sorted(e for e in free - {y, j, k} if e < j or e > k)
+        if len(d_cands) < n_distr[i]:
+            return None
+        distr = [int(e) for e in rng.choice(d_cands, size=n_distr[i], replace=False)]
+        free -= {y, j, k, *distr}
+        roles.append((y, j, k, distr))
+    return roles
+
+
+def _with_background(starts, ends, event_type, duration, n_background, rng) -> list[Segment]:
+    segs: list[Segment] = []
+    t = 0.0
+    for s, e, ty in zip(starts, ends, event_type):
+        if s > t:
+            segs.append(Segment(t, s, False, int(rng.integers(n_background))))
+        segs.append(Segment(s, e, True, int(ty)))
+        t = e
+    if duration > t:
+        segs.append(Segment(t, duration, False, int(rng.integers(n_background))))
+    return segs
+
+
+# ----------------------------------------------------------------------------------- text
+
+
+def sentence(like: str, subj: str, x: EventType, y: EventType | None, direction: str | None) -> tuple[str, dict]:
+    """The query text (and Ego4D's template / slot fields) naming event X (optionally relative to Y)."""
+    if like == "ego4d_nlq":
+        if y is None:
+            query = f"when did i {x.verb_base} the {x.noun}?"
+            template = "Objects: When did I Y the X?"
+            extra = {"template": template, "slot_x": x.noun, "verb_x": x.verb_base,
+                     "raw_tags": [template, query, x.noun, x.verb_base]}
+        else:
+            query = f"when did i {x.verb_base} the {x.noun} {direction} i {y.verb_past} the {y.noun}?"
+            template = "Objects: Where is object X before / after event Y?"
+            slot_y = f"i {y.verb_past} the {y.noun}"
+            extra = {"template": template, "slot_x": x.noun, "verb_x": x.verb_base, "slot_y": slot_y,
+                     "verb_y": y.verb_base, "raw_tags": [template, query, x.noun, x.verb_base, slot_y, y.verb_base]}
+        return query, extra
+    main = f"{subj} {x.verb_past} the {x.noun}"
+    if y is not None:
+        main += f" {direction} {subj} {y.verb_past} the {y.noun}"
+    if like == "mad":  # audio-description style: capitalised sentence with a full stop
+        return main[0].upper() + main[1:] + ".", {}
+    return main[0].upper() + main[1:], {}  # TACoS: "She took out kiwi" style, no full stop
+
+
+# ----------------------------------------------------------------------------------- features
+
+
+def num_features(like: str, duration: float, num_frames: int | None = None) -> int:
+    if like == "ego4d_nlq":  # official per-clip cut: rows int(s*1.875) .. int(e*1.875) inclusive
+        return int(duration * 1.875) + 1
+    if like == "mad":  # 5 fps frames, floor(duration * 5)
+        return max(1, int(math.floor(duration * 5.0 + 1e-9)))
+    # TACoS: C3D 16-frame clips every 4 frames, every 4th kept -> one per 16 frames
+    assert num_frames is not None
+    return max(1, num_frames // 16)
+
+
+def render_features(spec: SynthSpec, world: World, video: PlantedVideo, rng: np.random.Generator) -> np.ndarray:
+    """(T, video_dim) float32 features of one video (see module doc)."""
+    step, size = window_seconds(spec.like)
+    t_len = num_features(spec.like, video.duration, video.num_frames)
+    c = spec.video_dim
+    a = np.arange(t_len, dtype=np.float64) * step  # (T,) window starts, seconds
+    b = np.minimum(a + size, video.duration)
+    a = np.minimum(a, np.nextafter(video.duration, 0.0))
+    b = np.maximum(b, np.minimum(a + size, video.duration))
+    s = np.array([g.start for g in video.segments])  # (S,)
+    e = np.array([g.end for g in video.segments])
+    w = np.clip(np.minimum(b[:, None], e[None]) - np.maximum(a[:, None], s[None]), 0.0, None)  # (T, S)
+    empty = w.sum(1) <= 0  # degenerate windows at the very end: take the last segment
+    w[empty, -1] = 1.0
+    w = w / w.sum(1, keepdims=True)
+    centre = 0.5 * (a + b)
+    u = np.clip((centre[:, None] - s[None]) / (e - s)[None], 0.0, 1.0)  # (T, S) position in segment
+
+    sig = np.stack([world.signatures[g.type] if g.is_event else world.background[g.type] for g in video.segments])
+    d0 = _unit_rows(rng.standard_normal((len(video.segments), c))) * spec.drift  # (S, C)
+    d1 = _unit_rows(rng.standard_normal((len(video.segments), c))) * spec.drift
+    style = _unit_rows(rng.standard_normal((1, c))) * spec.style  # (1, C)
+    noise = rng.standard_normal((t_len, c)) * (spec.noise / math.sqrt(c))
+    feats = w @ (sig + d0) + (w * u) @ (d1 - d0) + style + noise  # (T, C)
+    return np.ascontiguousarray(feats, dtype=np.float32)
