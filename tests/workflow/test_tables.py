@@ -1,0 +1,123 @@
+"""Table scripts on fixture metrics.json files: golden tables plus hand-computed numbers.
+
+Regenerate the golden files after an intended change with HIERAMAMBA_UPDATE_GOLDEN=1 (and read
+the diff)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from wfhelpers import GOLDEN, REPO, SCRIPTS, run_script
+
+PAPER = str(REPO / "workflow" / "paper_numbers.yaml")
+CASES = {
+    # name: (table, dataset, paper dataset, synthetic, variants, baseline)
+    "main_synth_tacos": ("main", "synth_tacos", "tacos", True, ["full", "reference_quirks"], True),
+    "main_tacos": ("main", "tacos", "tacos", False, ["full"], False),
+    "ablation_synth_tacos": ("ablation", "synth_tacos", "tacos", True, ["full", "no_gate", "pool_max", "reference_quirks"], False),
+    "stride_synth_tacos": ("stride", "synth_tacos", "tacos", True, ["full", "stride_3", "stride_4"], False),
+    "backbones_synth_tacos": ("backbones", "synth_tacos", "tacos", True, ["full", "snag"], False),
+    "backbones_tacos": ("backbones", "tacos", "tacos", False, ["full", "snag"], False),
+}
+
+
+@pytest.fixture(scope="module")
+def tables(fixture_runs, tmp_path_factory):
+    root, metrics, variant_files = fixture_runs
+    out = tmp_path_factory.mktemp("tables")
+    for name, (table, dataset, paper_dataset, synthetic, variants, baseline) in CASES.items():
+        args = [table, "--dataset", dataset, "--paper-dataset", paper_dataset, "--paper", PAPER,
+                "--metrics", *metrics[dataset], "--variant-files", *variant_files, "--variants", *variants,
+                "--out", str(out / name)]
+        if synthetic:
+            args.append("--synthetic")
+        if baseline:
+            args += ["--baseline", str(root / "runs" / dataset / "full" / "seed0" / "metrics.prior.json")]
+        run_script("tables.py", *args)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("ext", ["csv", "md", "tex"])
+def test_golden(tables, name, ext):
+    produced = tables / f"{name}.{ext}"
+    golden = GOLDEN / f"{name}.{ext}"
+    if os.environ.get("HIERAMAMBA_UPDATE_GOLDEN") == "1":
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(produced, golden)
+    assert produced.read_text() == golden.read_text(), f"{produced} differs from {golden}"
+
+
+def _t_p_two_sided_df2(t: float) -> float:
+    """Closed form of the two-sided p of Student's t with 2 degrees of freedom."""
+    return 1.0 - abs(t) / math.sqrt(2.0 + t * t)
+
+
+def test_ablation_numbers_by_hand(tables):
+    frame = pd.read_csv(tables / "ablation_synth_tacos.csv").set_index("variant")
+    # no_gate - full per seed: -2, -4, -3 -> mean -3, sd 1, t = -3 / (1 / sqrt(3))
+    assert frame.loc["no_gate", "R1@0.3"] == pytest.approx(39.0)
+    assert frame.loc["no_gate", "R1@0.3_std"] == pytest.approx(math.sqrt(3.0), rel=1e-5)
+    assert frame.loc["no_gate", "R1@0.3_delta"] == pytest.approx(-3.0)
+    assert frame.loc["no_gate", "R1@0.3_p"] == pytest.approx(_t_p_two_sided_df2(-3.0 * math.sqrt(3.0)), rel=1e-5)
+    # one seed: no test, and the table says why
+    assert math.isnan(frame.loc["pool_max", "R1@0.3_p"])
+    assert frame.loc["pool_max", "R1@0.3_note"] == "n<2: no test"
+    assert frame.loc["pool_max", "R1@0.3_pairs"] == 1
+    assert "n<2" in (tables / "ablation_synth_tacos.md").read_text()
+    # the reference row has no Δ
+    assert math.isnan(frame.loc["full", "R1@0.3_delta"])
+
+
+def test_stride_order_and_constant_delta(tables):
+    frame = pd.read_csv(tables / "stride_synth_tacos.csv")
+    assert list(frame["variant"]) == ["full", "stride_3", "stride_4"]
+    # stride_3 from the run's config.yaml, stride_4 from its ablation overrides
+    assert list(frame["stride"].fillna(2).astype(int)) == [2, 3, 4]
+    row = frame.set_index("variant").loc["stride_3"]
+    assert row["R1@0.3_delta"] == pytest.approx(-1.0) and row["R1@0.3_note"] == "constant Δ: no test"
+    row4 = frame.set_index("variant").loc["stride_4"]
+    assert row4["R1@0.3_p"] == pytest.approx(_t_p_two_sided_df2(-2.0 * math.sqrt(3.0)), rel=1e-5)
+
+
+def test_main_delta_to_paper(tables):
+    frame = pd.read_csv(tables / "main_tacos.csv")
+    delta = frame[frame["row"] == "delta"].iloc[0]
+    # ours: seeds 59 and 61 -> 60; paper (3R) 59.59
+    assert delta["R1@0.3"] == pytest.approx(60.0 - 59.59)
+    assert delta["avg"] == pytest.approx(67.0 - 66.65)
+    synth = pd.read_csv(tables / "main_synth_tacos.csv")
+    assert "delta" not in set(synth["row"]), "no Δ to real-data numbers on synthetic data"
+    assert synth.set_index("row").loc["baseline", "R1@0.3"] == pytest.approx(5.0)
+
+
+def test_backbone_params(tables):
+    frame = pd.read_csv(tables / "backbones_synth_tacos.csv").set_index("variant")
+    assert frame.loc["snag", "backbone"] == "snag" and frame.loc["full", "backbone"] == "hieramamba"
+    assert frame.loc["snag", "n_params"] == 1234567
+    assert pd.isna(frame.loc["full", "n_params"])
+
+
+def test_collect_metrics(fixture_runs, tmp_path):
+    _, metrics, _ = fixture_runs
+    run_script("collect_metrics.py", *metrics["synth_tacos"], *metrics["tacos"], "--out", str(tmp_path))
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert len(runs) == sum(len(v) for v in metrics.values())
+    bins = pd.read_csv(tmp_path / "by_length_bin.csv")
+    assert set(bins["group"]) == {"short (<2 min)", "medium (2-5 min)", "long (>5 min)"}
+
+
+def test_bad_metrics_file_is_named(fixture_runs, tmp_path):
+    bad = tmp_path / "metrics.json"
+    bad.write_text('{"dataset": "synth_tacos", "seed": 0, "metrics": {}}')
+    result = subprocess.run([sys.executable, str(SCRIPTS / "collect_metrics.py"), str(bad), "--out", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert str(bad) in result.stderr and "variant" in result.stderr

@@ -1,0 +1,67 @@
+# Result tables per dataset (CSV numbers + Markdown + LaTeX) into results/tables/:
+# main (the paper's layout with its numbers and Δ), ablation (Δ to `full`, paired t-test over
+# seeds), stride sweep and backbone comparison. Which variants: ablations/*.yaml `tables:`.
+
+
+rule table_main:
+    input:
+        metrics=table_metrics("main"),
+        variants=variant_files,
+        paper=config["paper_numbers"],
+        baseline=prior_metrics,
+    output:
+        **table_outputs("main"),
+    params:
+        table="main",
+        dataset="{dataset}",
+        paper_dataset=paper_dataset,
+        synthetic=is_synthetic,
+        variants=variants_of("main"),
+    log:
+        "logs/tables/main_{dataset}.log",
+    conda:
+        "../envs/tables.yaml"
+    script:
+        "../scripts/tables.py"
+
+
+use rule table_main as table_ablation with:
+    input:
+        metrics=table_metrics("ablation"),
+        variants=variant_files,
+        paper=config["paper_numbers"],
+    output:
+        **table_outputs("ablation"),
+    params:
+        table="ablation",
+        variants=variants_of("ablation"),
+    log:
+        "logs/tables/ablation_{dataset}.log",
+
+
+use rule table_main as table_stride with:
+    input:
+        metrics=table_metrics("stride"),
+        variants=variant_files,
+        paper=config["paper_numbers"],
+    output:
+        **table_outputs("stride"),
+    params:
+        table="stride",
+        variants=variants_of("stride"),
+    log:
+        "logs/tables/stride_{dataset}.log",
+
+
+use rule table_main as table_backbones with:
+    input:
+        metrics=table_metrics("backbones"),
+        variants=variant_files,
+        paper=config["paper_numbers"],
+    output:
+        **table_outputs("backbones"),
+    params:
+        table="backbones",
+        variants=variants_of("backbones"),
+    log:
+        "logs/tables/backbones_{dataset}.log",

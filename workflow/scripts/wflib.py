@@ -1,0 +1,327 @@
+"""Shared helpers of the workflow's table and plot scripts.
+
+Reads the run-directory contract (DEVELOPING.md: `metrics.json`, `config.yaml`,
+`train_curve.csv`), the published numbers (`workflow/paper_numbers.yaml`) and the ablation files,
+and writes tables as CSV (numbers), Markdown and LaTeX (formatted). Every script runs either from
+Snakemake's `script:` directive (a global `snakemake` object) or from the command line (tests).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+METRIC_RE = re.compile(r"^R(\d+)@([0-9.]+)$")
+RUN_FIELDS = ("train_time_s", "eval_time_s", "peak_mem_mb", "n_queries", "n_dropped")
+DASH = "—"
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+
+def metric_key(name: str) -> tuple[int, float]:
+    """Sort key of `R{k}@{iou}`: by rank, then IoU (the paper's column order)."""
+    match = METRIC_RE.match(name)
+    if not match:
+        raise ValueError(f"not a recall metric key: {name!r} (expected R{{k}}@{{iou}})")
+    return int(match.group(1)), float(match.group(2))
+
+
+def read_json(path: str | Path) -> dict:
+    with open(path) as handle:
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def read_yaml(path: str | Path):
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def load_runs(paths) -> pd.DataFrame:
+    """One row per run: identity, every metric as a column, the run fields, and the run folder."""
+    rows = []
+    for path in paths:
+        data = read_json(path)
+        for field in ("dataset", "variant", "seed", "metrics"):
+            if field not in data:
+                raise ValueError(f"{path}: metrics.json has no {field!r} field")
+        row = {
+            "dataset": data["dataset"],
+            "variant": data["variant"],
+            "seed": int(data["seed"]),
+            "run_dir": str(Path(path).parent),
+        }
+        for field in RUN_FIELDS + ("n_params", "n_params_backbone"):
+            row[field] = data.get(field)
+        for name, value in data["metrics"].items():
+            metric_key(name)
+            row[name] = np.nan if value is None else float(value)
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=["dataset", "variant", "seed", "run_dir"])
+    frame = pd.DataFrame(rows)
+    duplicated = frame.duplicated(["dataset", "variant", "seed"], keep=False)
+    if duplicated.any():
+        raise ValueError(f"duplicate runs: {frame.loc[duplicated, 'run_dir'].tolist()}")
+    return frame.sort_values(["dataset", "variant", "seed"]).reset_index(drop=True)
+
+
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    return sorted((c for c in frame.columns if METRIC_RE.match(str(c))), key=metric_key)
+
+
+def load_breakdown(paths, field: str) -> pd.DataFrame:
+    """Long table of `by_length_bin` / `by_query_kind`: dataset, variant, seed, group, order,
+    n_queries, metric, value (group order as written in metrics.json)."""
+    rows = []
+    for path in paths:
+        data = read_json(path)
+        for order, (group, entry) in enumerate((data.get(field) or {}).items()):
+            for name, value in (entry.get("metrics") or {}).items():
+                rows.append(
+                    {
+                        "dataset": data["dataset"],
+                        "variant": data["variant"],
+                        "seed": int(data["seed"]),
+                        "group": group,
+                        "order": order,
+                        "n_queries": entry.get("n_queries"),
+                        "metric": name,
+                        "value": np.nan if value is None else float(value),
+                    }
+                )
+    columns = ["dataset", "variant", "seed", "group", "order", "n_queries", "metric", "value"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def load_variant_files(paths) -> dict[str, dict]:
+    return {Path(p).stem: read_yaml(p) for p in paths}
+
+
+def run_config_value(run_dir: str, dotted: str):
+    """A value of the run's resolved config (`<run>/config.yaml`), or None when absent."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return None
+    node = read_yaml(path)
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def variant_setting(runs: pd.DataFrame, variants: dict, variant: str, dotted: str, default=None):
+    """What a variant sets `dotted` to: the runs' resolved config, else its overrides, else default."""
+    for run_dir in runs.loc[runs["variant"] == variant, "run_dir"]:
+        value = run_config_value(run_dir, dotted)
+        if value is not None:
+            return value
+    overrides = (variants.get(variant) or {}).get("overrides") or {}
+    return overrides.get(dotted, default)
+
+
+# ---- published numbers ---------------------------------------------------------------------------
+
+
+def paper_cell(cell, row_source):
+    """(value, source) of one published cell (a number, null or {value, source, note})."""
+    if isinstance(cell, dict):
+        return cell.get("value"), cell.get("source")
+    return cell, (row_source if cell is not None else None)
+
+
+def paper_dataset(paper: dict, name: str) -> dict:
+    try:
+        return paper["datasets"][name]
+    except KeyError:
+        raise ValueError(f"paper numbers have no dataset {name!r}") from None
+
+
+def paper_rows(paper: dict, name: str, metrics: list[str]) -> pd.DataFrame:
+    """Published rows of a dataset: method, variant, source, one column per metric, avg."""
+    rows = []
+    for method in paper_dataset(paper, name)["methods"]:
+        row = {"method": method["name"], "variant": method.get("variant"), "source": method["source"]}
+        sources = set()
+        for metric in metrics:
+            value, source = paper_cell(method["values"].get(metric), method["source"])
+            row[metric] = np.nan if value is None else float(value)
+            if source:
+                sources.add(source)
+        if sources - {method["source"]}:
+            row["source"] = "+".join(sorted(sources | ({method["source"]} - {None})))
+        row["avg"] = np.nan if method.get("avg") is None else float(method["avg"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---- statistics ---------------------------------------------------------------------------------
+
+
+def seed_stats(runs: pd.DataFrame, variant: str, metric: str) -> tuple[float, float, int]:
+    """Mean, sample std (ddof=1; NaN for one seed) and number of seeds of one variant's metric."""
+    values = runs.loc[runs["variant"] == variant, metric].dropna().to_numpy(dtype=float)
+    if len(values) == 0:
+        return math.nan, math.nan, 0
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+    return float(np.mean(values)), std, len(values)
+
+
+def paired_test(runs: pd.DataFrame, variant: str, reference: str, metric: str):
+    """Paired comparison of `variant` vs `reference` over the seeds both have.
+
+    Returns (mean Δ, p-value, n pairs, note). scipy's paired t-test needs >= 2 pairs: with fewer
+    the p-value is NaN and the note says `n<2`; when every pair differs by the same amount the
+    t statistic is undefined (zero variance) and the note says so.
+    """
+    from scipy import stats
+
+    a = runs.loc[runs["variant"] == variant].set_index("seed")[metric].dropna()
+    b = runs.loc[runs["variant"] == reference].set_index("seed")[metric].dropna()
+    seeds = sorted(set(a.index) & set(b.index))
+    if not seeds:
+        return math.nan, math.nan, 0, "no common seeds"
+    diff = a.loc[seeds].to_numpy(float) - b.loc[seeds].to_numpy(float)
+    delta = float(diff.mean())
+    if len(seeds) < 2:
+        return delta, math.nan, len(seeds), "n<2: no test"
+    if np.allclose(diff, diff[0], rtol=0, atol=1e-12):
+        return delta, math.nan, len(seeds), "constant Δ: no test"
+    result = stats.ttest_rel(a.loc[seeds].to_numpy(float), b.loc[seeds].to_numpy(float))
+    return delta, float(result.pvalue), len(seeds), ""
+
+
+# ---- formatting and writing ----------------------------------------------------------------------
+
+
+def fmt_num(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    return f"{value:.{digits}f}"
+
+
+def fmt_signed(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    return f"{value:+.{digits}f}"
+
+
+def fmt_mean_std(mean, std, digits: int = 2) -> str:
+    if mean is None or math.isnan(mean):
+        return DASH
+    if std is None or math.isnan(std):
+        return fmt_num(mean, digits)
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def fmt_p(p, note: str = "") -> str:
+    if p is None or math.isnan(p):
+        return note or DASH
+    return f"{p:.3f}" if p >= 0.001 else "<0.001"
+
+
+def fmt_int(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    return f"{int(value):,}"
+
+
+def to_markdown(frame: pd.DataFrame, title: str = "", notes: list[str] | None = None) -> str:
+    header = [str(c) for c in frame.columns]
+    lines = []
+    if title:
+        lines += [f"### {title}", ""]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+    for note in notes or []:
+        lines += ["", note]
+    return "\n".join(lines) + "\n"
+
+
+_TEX_ESCAPE = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+               "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def tex_escape(text: str) -> str:
+    out = "".join(_TEX_ESCAPE.get(ch, ch) for ch in str(text))
+    out = out.replace("<", r"$<$").replace(">", r"$>$")
+    return out.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "--").replace("−", "-")
+
+
+def to_latex(frame: pd.DataFrame, caption: str = "", label: str = "") -> str:
+    columns = [str(c) for c in frame.columns]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        r"\begin{tabular}{l" + "r" * (len(columns) - 1) + "}",
+        r"\toprule",
+        " & ".join(tex_escape(c) for c in columns) + r" \\",
+        r"\midrule",
+    ]
+    for row in frame.itertuples(index=False):
+        lines.append(" & ".join(tex_escape(v) for v in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if caption:
+        lines.append(r"\caption{" + tex_escape(caption) + "}")
+    if label:
+        lines.append(r"\label{" + label + "}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(numbers: pd.DataFrame, shown: pd.DataFrame, csv: str, md: str, tex: str,
+                title: str, notes: list[str] | None = None, label: str = "") -> None:
+    """CSV holds the numbers (machine-readable); Markdown and LaTeX the formatted table."""
+    for path in (csv, md, tex):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    numbers.to_csv(csv, index=False, float_format="%.10g")
+    Path(md).write_text(to_markdown(shown, title, notes))
+    caption = title + (". " + " ".join(notes) if notes else "")
+    Path(tex).write_text(to_latex(shown, caption, label))
+
+
+def dataset_title(paper: dict, dataset: str, paper_name: str, synthetic: bool) -> str:
+    base = paper_dataset(paper, paper_name)["title"]
+    return f"{dataset} (synthetic, {paper_name}-like layout)" if synthetic else f"{dataset}: {base}"
+
+
+# ---- plots ------------------------------------------------------------------------------------------
+
+
+def save_figure(fig, png: str, pdf: str) -> None:
+    import matplotlib.pyplot as plt
+
+    for path in (png, pdf):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # Fixed metadata so the PDF/PNG bytes do not depend on the clock.
+    fig.savefig(png, dpi=120, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(pdf, bbox_inches="tight", metadata={"CreationDate": None, "Creator": None, "Producer": None})
+    plt.close(fig)
+
+
+def empty_figure(message: str):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    return fig
+
+
+def use_agg() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
