@@ -8,7 +8,9 @@ The recurrence (seed-backbones.md §1.2), per batch b, channel d and state n, ze
 
 with delta = softplus(delta + delta_bias) when ``delta_softplus``. A is per channel and per state
 (shape (d, n)), so the decay differs along n and the SSD (Mamba-2) matmul form with a scalar decay
-per head does not apply; the chunked form below keeps the n axis in its decay matrices.
+per head does not apply: the chunked form below keeps every (d, n) state explicit. (A Q x Q
+decay-matrix form inside chunks, as SSD uses, would cost b * l * d * n * Q elements and was
+measured slower on CPU than the Q vectorised steps used here.)
 
 Layout follows ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` so that the CUDA kernel
 is a drop-in: u, delta, z ``(b, d, l)``; A ``(d, n)``; B, C ``(b, n, l)`` (input-dependent, shared by
@@ -18,11 +20,16 @@ Three implementations:
 
 - ``selective_scan_reference``: the recurrence as a loop over time in float64. Slow; for tests.
 - ``selective_scan_chunked``: the pure-PyTorch scan used on CPU. The sequence is cut into chunks
-  of Q steps. Inside a chunk, the decay between steps s <= t is exp(cum_t - cum_s) per (d, n),
-  with cum the chunk-local cumulative sum of delta * A in log space: a Q x Q segment sum. The
-  state entering each chunk is passed from chunk to chunk (a loop over L/Q chunks, never over
-  time). Accumulates in float32 (float64 stays float64). The decay matrices take
-  b * l * d * n * Q elements, so Q is kept small and they are recomputed in the backward pass.
+  of Q steps; the recurrence over a whole chunk is again a step of the same linear recurrence,
+  h_out = exp(sum_t delta_t A) * h_in + (the chunk's state from a zero start). So: (1) every chunk
+  is summarised at once (its log decay and zero-start state, per (d, n)); (2) the states entering
+  the chunks come from a work-efficient parallel prefix scan over chunks, log2(L/Q) vectorised
+  levels; (3) each chunk's outputs are computed from its entering state in Q vectorised steps
+  over all chunks at once. Python runs Q + O(log2(L/Q)) steps, never a loop over chunks or time.
+  Accumulates in float32 (float64 stays float64); memory is bounded by processing chunks in
+  blocks, and with gradients the blocks and the scan are recomputed in the backward pass
+  (activation checkpointing). Q = ``DEFAULT_CHUNK_SIZE`` was picked by measurement
+  (``python -m hieramamba.bench.selective_scan_bench``).
 - ``mamba_ssm``'s ``selective_scan_fn``: imported lazily, only when the tensors are on CUDA.
 
 ``selective_scan(..., backend="auto")`` picks mamba_ssm on CUDA when it is importable, the chunked
@@ -143,39 +150,111 @@ def selective_scan_reference(
     return (out, h) if return_last_state else out
 
 
-def _chunk_scan(delta: torch.Tensor, x: torch.Tensor, A: torch.Tensor, Bc: torch.Tensor, Cc: torch.Tensor):
+# Elements of one block tensor of the per-step work, (b, chunks, d, n, Q) float: the chunks are
+# processed in blocks of at most this size (at least one chunk), so the per-step work takes bounded
+# memory at any sequence length (2**24 float32 = 64 MiB per tensor; a handful live at once). What
+# grows with L is the per-chunk state tensors of the scan over chunks, (b, L/Q, d, n).
+_BLOCK_ELEMENTS = 1 << 24
+
+DEFAULT_CHUNK_SIZE = 8  # fastest forward+backward at L = 2k and 8k on CPU (selective_scan_bench)
+
+
+def _chunk_summary(delta: torch.Tensor, x: torch.Tensor, A: torch.Tensor, Bc: torch.Tensor):
+    """Each chunk as one step of the recurrence: its log decay and its state from a zero start.
+
+    delta, x (b, c, d, q); A (d, n); Bc (b, c, q, n) -> log decay (b, c, d, n) = sum_t delta_t A,
+    state (b, c, d, n) = sum_s exp(sum_{s<k<=Q-1} delta_k A) B_s x_s. The decay exponents are
+    sums of non-positive terms counted back from the chunk end, so nothing overflows.
+    """
+    cum = torch.cumsum(delta[:, :, :, None, :] * A[None, None, :, :, None], dim=-1)  # (b, c, d, n, q), <= 0
+    total = cum[..., -1].clone()  # (b, c, d, n); a copy, so that cum is freed with the block
+    # sum_{s<k<=Q-1} dA_k = total - cum_s: the cumulative sum is non-increasing (every term <= 0),
+    # so this is <= 0 in floating point too
+    after = total[..., None] - cum  # (b, c, d, n, s)
+    v = Bc.transpose(2, 3)[:, :, None, :, :] * x[:, :, :, None, :]  # (b, c, d, n, s): B_s[n] x_s[d]
+    return total, (torch.exp(after) * v).sum(-1)
+
+
+def _chunk_outputs(delta: torch.Tensor, x: torch.Tensor, A: torch.Tensor, Bc: torch.Tensor, Cc: torch.Tensor,
+                   h_in: torch.Tensor) -> torch.Tensor:
+    """The outputs of every chunk from its entering state: y (b, c, d, q).
+
+    delta, x (b, c, d, q); A (d, n); Bc, Cc (b, c, q, n); h_in (b, c, d, n). The Q steps inside a
+    chunk run as a loop of Q vectorised steps over all chunks at once:
+    h_t = exp(delta_t A) h_{t-1} + B_t x_t, y_t = sum_n C_t[n] h_t[n].
+    """
+    b, c, d, q = x.shape
+    n = A.shape[1]
+    # time-major layouts, so that every step reads contiguous memory; (b, c) flattened for bmm
+    decay = torch.exp(delta.permute(3, 0, 1, 2)[..., None] * A).reshape(q, b * c, d, n)
+    v = (Bc.permute(2, 0, 1, 3)[:, :, :, None, :] * x.permute(3, 0, 1, 2)[..., None]).reshape(q, b * c, d, n)
+    C_t = Cc.permute(2, 0, 1, 3).reshape(q, b * c, n, 1)
+    h = h_in.reshape(b * c, d, n)
+    ys = []
+    for t in range(q):
+        h = torch.addcmul(v[t], decay[t], h)  # (b * c, d, n)
+        ys.append(torch.bmm(h, C_t[t]))  # (b * c, d, 1)
+    return torch.cat(ys, dim=-1).view(b, c, d, q)
+
+
+def _linear_scan(log_a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """All states of h_c = exp(log_a_c) * h_{c-1} + s_c along dim 1, h_{-1} = 0 (inclusive scan).
+
+    log_a, s (b, c, ...). Work-efficient parallel prefix scan (the Blelloch up/down sweep written
+    as odd/even recursion): adjacent pairs are combined, (a_e, s_e) then (a_o, s_o) ->
+    (a_e a_o, a_o s_e + s_o), the half-length problem gives the states at odd positions, and one
+    more step gives the even ones. log2(c) levels of vectorised ops, O(c) work in all. Products of
+    decays stay in log space (sums of log_a), so they underflow to 0 at worst, never overflow.
+    """
+    nc = s.shape[1]
+    if nc == 1:
+        return s
+    if nc % 2:  # one neutral chunk at the end (decay 1, no input); dropped from the result
+        log_a = torch.cat([log_a, torch.zeros_like(log_a[:, :1])], dim=1)
+        s = torch.cat([s, torch.zeros_like(s[:, :1])], dim=1)
+    la_e, la_o = log_a[:, 0::2], log_a[:, 1::2]
+    s_e, s_o = s[:, 0::2], s[:, 1::2]
+    h_o = _linear_scan(la_e + la_o, torch.exp(la_o) * s_e + s_o)  # states at odd positions
+    h_before_e = torch.cat([torch.zeros_like(h_o[:, :1]), h_o[:, :-1]], dim=1)  # state before each even one
+    h_e = torch.exp(la_e) * h_before_e + s_e
+    return torch.stack((h_e, h_o), dim=2).flatten(1, 2)[:, :nc]
+
+
+def _chunk_scan(delta: torch.Tensor, x: torch.Tensor, A: torch.Tensor, Bc: torch.Tensor, Cc: torch.Tensor,
+                checkpointed: bool = False):
     """The chunked recurrence on chunk views; returns y (b, c, d, q) and the final state (b, d, n).
 
-    delta, x (b, c, d, q); A (d, n); Bc, Cc (b, c, q, n). Inside a chunk, with
-    cum_t = sum_{k<=t} delta_k A (log decay from the chunk start, per (d, n)):
+    delta, x (b, c, d, q); A (d, n); Bc, Cc (b, c, q, n). Three steps:
 
-        w_t   = sum_{s<=t} exp(cum_t - cum_s) B_s x_s        state built from the chunk's own inputs
-        h_t   = w_t + exp(cum_t) h_in                        h_in: state entering the chunk
-        y_t   = sum_n C_t[n] h_t[n]
+    1. every chunk summarised as one step of the same recurrence (``_chunk_summary``): its log
+       decay and its state from a zero start, all chunks at once;
+    2. the states entering the chunks by a parallel prefix scan over chunks (``_linear_scan``):
+       log2(c) vectorised steps, no loop over chunks;
+    3. each chunk's outputs from its entering state (``_chunk_outputs``): Q vectorised steps over
+       all chunks at once.
 
-    The Q x Q decay matrix exp(cum_t - cum_s) (s <= t, else 0) is the only tensor with a Q factor.
-    Chunk-local cumulative sums keep cum_t - cum_s accurate in float32 (as in the Mamba-2 chunk
-    kernels). States pass from chunk to chunk in a loop over chunks (never over time).
+    Python does Q + O(log2(L/Q)) steps in all, never L/Q. Steps 1 and 3 run over blocks of chunks
+    of at most ``_BLOCK_ELEMENTS`` elements (a few large vectorised blocks) to bound memory. With
+    ``checkpointed`` each block and the scan are recomputed in the backward pass instead of
+    keeping their activations.
     """
     b, nc, d, q = x.shape
-    dA = delta[:, :, :, None, :] * A[None, None, :, :, None]  # (b, c, d, n, q), <= 0
-    cum = torch.cumsum(dA, dim=-1)  # (b, c, d, n, q)
-    causal = torch.ones(q, q, dtype=torch.bool, device=x.device).tril()  # [t, s]: s <= t
-    diff = cum[..., :, None] - cum[..., None, :]  # (b, c, d, n, t, s)
-    decay = torch.exp(torch.where(causal, diff, torch.full_like(diff, float("-inf"))))
-    v = Bc.transpose(2, 3)[:, :, None, :, :] * x[:, :, :, None, :]  # (b, c, d, n, s): B_s[n] x_s[d]
-    w = (decay @ v[..., None])[..., 0]  # (b, c, d, n, t)
-    chunk_decay = torch.exp(cum[..., -1])  # (b, c, d, n)
-    local_state = w[..., -1]  # (b, c, d, n)
-    h = x.new_zeros(b, d, A.shape[1])
-    entering = []
-    for c in range(nc):
-        entering.append(h)
-        h = chunk_decay[:, c] * h + local_state[:, c]
-    h_in = torch.stack(entering, dim=1)  # (b, c, d, n)
-    states = w + torch.exp(cum) * h_in[..., None]  # (b, c, d, n, t)
-    y = torch.einsum("bcdnt,bctn->bcdt", states, Cc)  # (b, c, d, q)
-    return y, h
+    n = A.shape[1]
+    step = max(1, _BLOCK_ELEMENTS // max(1, b * d * n * q))
+    blocks = [slice(i, min(i + step, nc)) for i in range(0, nc, step)]
+
+    def run(fn, *args):
+        return checkpoint(fn, *args, use_reentrant=False) if checkpointed else fn(*args)
+
+    summaries = [run(_chunk_summary, delta[:, sl], x[:, sl], A, Bc[:, sl]) for sl in blocks]
+    log_decay = torch.cat([r[0] for r in summaries], dim=1)  # (b, c, d, n)
+    local_state = torch.cat([r[1] for r in summaries], dim=1)  # (b, c, d, n)
+    del summaries
+    h_out = run(_linear_scan, log_decay, local_state)  # (b, c, d, n): state leaving each chunk
+    h_in = torch.cat([torch.zeros_like(h_out[:, :1]), h_out[:, :-1]], dim=1)  # state entering each chunk
+    y = torch.cat([run(_chunk_outputs, delta[:, sl], x[:, sl], A, Bc[:, sl], Cc[:, sl], h_in[:, sl])
+                   for sl in blocks], dim=1)  # (b, c, d, q)
+    return y, h_out[:, -1].clone()  # a copy: the caller's final state does not pin h_out
 
 
 def selective_scan_chunked(
@@ -189,14 +268,14 @@ def selective_scan_chunked(
     delta_bias: Optional[torch.Tensor] = None,
     delta_softplus: bool = False,
     return_last_state: bool = False,
-    chunk_size: int = 4,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
 ):
     """Chunked pure-PyTorch selective scan (same arguments and semantics as the reference).
 
     Computes in float32 (float64 inputs stay float64) and returns ``out`` in u's dtype (the final
-    state, when asked, in the compute dtype). When gradients are needed the chunk computation is
-    recomputed in the backward pass (activation checkpointing) instead of keeping its
-    b * l * d * n * Q decay matrices alive: same gradients, memory of the per-step reference.
+    state, when asked, in the compute dtype). When gradients are needed the chunk computations and
+    the scan over chunks are recomputed in the backward pass (activation checkpointing) instead of
+    keeping their b * l * d * n * Q decay matrices alive: same gradients, bounded memory.
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     if chunk_size < 1:
@@ -224,10 +303,8 @@ def selective_scan_chunked(
     Bc = Bc.view(b, n, nc, q).permute(0, 2, 3, 1)
     Cc = Cc.view(b, n, nc, q).permute(0, 2, 3, 1)
     args = (delta, x, A.to(cdt), Bc, Cc)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in args):
-        y, h = checkpoint(_chunk_scan, *args, use_reentrant=False)
-    else:
-        y, h = _chunk_scan(*args)
+    checkpointed = torch.is_grad_enabled() and any(t.requires_grad for t in args)
+    y, h = _chunk_scan(*args, checkpointed=checkpointed)
     y = y.transpose(1, 2).reshape(b, d, nc * q)[:, :, :l]  # (b, d, l)
     out = _finish(y, u, D, z, cdt).to(u.dtype)
     return (out, h) if return_last_state else out
@@ -244,7 +321,7 @@ def selective_scan(
     delta_bias: Optional[torch.Tensor] = None,
     delta_softplus: bool = False,
     return_last_state: bool = False,
-    chunk_size: int = 4,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     backend: str = "auto",
 ):
     """Mamba-1 selective scan with the ``selective_scan_fn`` signature; see the module docstring.

@@ -1,5 +1,5 @@
-"""SnAG's video backbone (reference §4.4; fmu2/snag_release ``VideoTransformer``), and the embedding
-stem SnAG and HieraMamba share (§1.4 steps 1-3), which the seed backbones reuse.
+"""SnAG's video backbone (reference §4.4; fmu2/snag_release ``VideoTransformer``) on the embedding
+stem SnAG and HieraMamba share (§1.4 steps 1-3; ``hieramamba.models.stem``).
 
     x (B, C_in, T) -> EmbeddingStem: embd_fc (masked 1x1 conv) -> num_convs x [masked conv (no bias),
       channel LayerNorm, ReLU] -> + sinusoidal PE (optional) -> x * mask
@@ -16,65 +16,14 @@ stride relative to the input grid.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from hieramamba.errors import ConfigError
-from hieramamba.models.attention import MaskedConv1D, TransformerEncoder
-from hieramamba.models.backbone import position_table, positions_for_length, zero_linear_conv_biases
+from hieramamba.models.attention import TransformerEncoder
+from hieramamba.models.backbone import zero_linear_conv_biases
 from hieramamba.models.backbones import BackboneOutput
-from hieramamba.models.norms import LayerNorm
-
-
-def _check_stem_args(input_stride: int, num_convs: int) -> None:
-    if input_stride < 1 or input_stride & (input_stride - 1):
-        raise ConfigError(f"model.backbone.input_stride = {input_stride} must be a power of 2")
-    if num_convs < int(math.log2(input_stride)):
-        raise ConfigError(f"model.backbone.num_convs = {num_convs} cannot realise input_stride {input_stride}")
-
-
-class EmbeddingStem(nn.Module):
-    """SnAG/HieraMamba embedding part: ``forward(x (B, C_in, T), mask (B, 1, T)) -> (x (B, D, T'),
-    mask (B, 1, T'))`` with T' = ceil(T / input_stride); outputs are zero at padded steps.
-
-    Sub-module names equal ``HieraMambaBackbone``'s (``embd_fc``, ``embd_convs``, ``embd_norms``,
-    ``pe``) and the computation is the same (a test pins it), so the seed backbones get exactly the
-    stem HieraMamba has: a controlled comparison of what comes after it.
-    """
-
-    def __init__(self, in_dim: int, embd_dim: int, max_seq_len: int = 2304, num_convs: int = 2,
-                 input_stride: int = 1, use_abs_pe: bool = True, reference_precision: bool = False):
-        super().__init__()
-        _check_stem_args(input_stride, num_convs)
-        self.input_stride = input_stride
-        self.embd_fc = MaskedConv1D(in_dim, embd_dim, 1)
-        self.embd_convs = nn.ModuleList()
-        self.embd_norms = nn.ModuleList()
-        remaining = input_stride
-        for _ in range(num_convs):
-            strided = remaining > 1
-            self.embd_convs.append(MaskedConv1D(embd_dim, embd_dim, kernel_size=5 if strided else 3,
-                                                stride=2 if strided else 1, padding=2 if strided else 1,
-                                                bias=False))
-            self.embd_norms.append(LayerNorm(embd_dim))
-            remaining = max(remaining // 2, 1)
-        if use_abs_pe:
-            self.register_buffer("pe", position_table(max_seq_len, embd_dim, reference_precision),
-                                 persistent=False)
-        else:
-            self.pe = None
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, _ = self.embd_fc(x, mask)  # (B, D, T)
-        for conv, norm in zip(self.embd_convs, self.embd_norms):
-            x, mask = conv(x, mask)  # (B, D, T'), (B, 1, T')
-            x = F.relu(norm(x))
-        if self.pe is not None:
-            x = x + positions_for_length(self.pe, x.shape[-1], self.training).to(x.dtype)
-        return x * mask.to(x.dtype), mask
+from hieramamba.models.stem import EmbeddingStem
 
 
 class SnAGBackbone(nn.Module):

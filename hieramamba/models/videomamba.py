@@ -33,7 +33,8 @@ import torch.nn as nn
 from hieramamba.errors import ConfigError
 from hieramamba.models.attention import MaskedMaxPool1D
 from hieramamba.models.backbones import BackboneOutput
-from hieramamba.models.snag_backbone import EmbeddingStem
+from hieramamba.models.selective_scan import DEFAULT_CHUNK_SIZE
+from hieramamba.models.stem import EmbeddingStem
 from hieramamba.models.vim import VimStack
 
 
@@ -59,7 +60,7 @@ class VideoMambaBackbone(nn.Module):
     def __init__(self, in_dim: int, embd_dim: int, max_seq_len: int = 2304, num_levels: int = 8,
                  num_convs: int = 2, input_stride: int = 1, use_abs_pe: bool = True, depth: int = 24,
                  d_state: int = 16, d_conv: int = 4, expand: int = 2, drop_path_rate: float = 0.1,
-                 chunk_size: int = 4, ssm_backend: str = "auto", reference_precision: bool = False):
+                 chunk_size: int = DEFAULT_CHUNK_SIZE, ssm_backend: str = "auto", reference_precision: bool = False):
         super().__init__()
         if num_levels < 1:
             raise ConfigError(f"model.backbone.num_levels = {num_levels} must be >= 1")

@@ -134,3 +134,37 @@ def test_registry():
         build_backbone("transformerxl")
     with pytest.raises(ConfigError):
         small(input_stride=3)
+
+
+@pytest.mark.parametrize("input_stride,num_convs", [(1, 2), (2, 2), (4, 3)])
+def test_stem_layers_keep_checkpoint_keys(input_stride, num_convs):
+    """The shared stem's layers sit on the backbone itself: the keys ``embd_fc.*``, ``embd_convs.*``,
+    ``embd_norms.*`` of the authors' checkpoints (hieramamba.models.compat), no ``stem.`` prefix,
+    and no PE in the checkpoint (non-persistent buffer)."""
+    net = small(num_levels=1, input_stride=input_stride, num_convs=num_convs)
+    stem_keys = sorted(k for k in net.state_dict() if not k.startswith("branch."))
+    expected = ["embd_fc.conv.bias", "embd_fc.conv.weight"]
+    for i in range(num_convs):
+        expected += [f"embd_convs.{i}.conv.weight", f"embd_norms.{i}.bias", f"embd_norms.{i}.weight"]
+    assert stem_keys == sorted(expected)
+    # the stride-2 convs (kernel 5) come first, as many as log2(input_stride)
+    strided = [conv.conv.stride[0] == 2 and conv.conv.kernel_size[0] == 5 for conv in net.embd_convs]
+    assert strided == [i < int(math.log2(input_stride)) for i in range(num_convs)]
+    assert net.input_stride == input_stride and net.pe is not None
+
+
+def test_stem_argument_errors():
+    with pytest.raises(ConfigError, match="power of 2"):
+        small(input_stride=3)
+    with pytest.raises(ConfigError, match="cannot realise"):
+        small(input_stride=8, num_convs=2)
+    with pytest.raises(ConfigError, match="num_levels"):
+        small(num_levels=0)
+
+
+def test_helpers_importable_from_backbone():
+    from hieramamba.models import backbone, stem
+
+    assert backbone.position_table is stem.position_table
+    assert backbone.positions_for_length is stem.positions_for_length
+    assert callable(backbone.zero_linear_conv_biases)

@@ -150,3 +150,72 @@ def test_long_sequence_float32_against_float64_recurrence():
     ref = ss.selective_scan_reference(u, delta, A, B, C, D, z, db, True)
     out = ss.selective_scan_chunked(*[t.float() for t in (u, delta, A, B, C, D, z, db)], True)
     assert torch.allclose(out.double(), ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("l,chunk", [(1000, 4), (1001, 4), (999, 16), (257, 2), (300, 7)])
+def test_many_chunks_match_recurrence_float64(l, chunk):
+    # hundreds of chunks (odd and even counts, L not a multiple of Q): the prefix scan over chunks
+    u, delta, A, B, C, D, z, db = _inputs(1, 3, 4, l, seed=9)
+    ref, h_ref = ss.selective_scan_reference(u, delta, A, B, C, D, z, db, True, return_last_state=True)
+    out, h = ss.selective_scan_chunked(u, delta, A, B, C, D, z, db, True, return_last_state=True,
+                                       chunk_size=chunk)
+    assert (out - ref).abs().max().item() <= 1e-10
+    assert (h - h_ref).abs().max().item() <= 1e-10
+
+
+@pytest.mark.parametrize("nc", [1, 2, 3, 5, 8, 13, 32, 33])
+def test_linear_scan_is_the_sequential_recurrence(nc):
+    g = torch.Generator().manual_seed(nc)
+    log_a = -3 * torch.rand(2, nc, 3, 4, generator=g, dtype=torch.float64)
+    s = torch.randn(2, nc, 3, 4, generator=g, dtype=torch.float64)
+    h, expected = torch.zeros(2, 3, 4, dtype=torch.float64), []
+    for c in range(nc):
+        h = torch.exp(log_a[:, c]) * h + s[:, c]
+        expected.append(h)
+    assert (ss._linear_scan(log_a, s) - torch.stack(expected, 1)).abs().max().item() <= 1e-13
+
+
+def test_memory_blocks_do_not_change_results(monkeypatch):
+    # blocks of one chunk each (the smallest budget) against one block for everything
+    inputs = [t.requires_grad_() for t in _inputs(2, 3, 4, 53, seed=10)]
+    out = ss.selective_scan_chunked(*inputs, True, chunk_size=4)
+    grads = torch.autograd.grad(out.pow(2).sum(), inputs)
+    monkeypatch.setattr(ss, "_BLOCK_ELEMENTS", 1)
+    out1 = ss.selective_scan_chunked(*inputs, True, chunk_size=4)
+    grads1 = torch.autograd.grad(out1.pow(2).sum(), inputs)
+    assert (out - out1).abs().max().item() <= 1e-12
+    for a, b in zip(grads, grads1):
+        assert (a - b).abs().max().item() <= 1e-12
+
+
+def test_gradients_match_reference_many_chunks():
+    inputs = [t.requires_grad_() for t in _inputs(1, 2, 3, 203, seed=11)]
+    ref = ss.selective_scan_reference(*inputs, True)
+    g_ref = torch.autograd.grad(ref.pow(2).sum(), inputs)
+    out = ss.selective_scan_chunked(*inputs, True, chunk_size=4)
+    g = torch.autograd.grad(out.pow(2).sum(), inputs)
+    for a, b in zip(g, g_ref):
+        assert (a - b).abs().max().item() <= 1e-10
+
+
+def _op_count(l, chunk):
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    u, delta, A, B, C, *_ = _inputs(1, 2, 2, l, dtype=torch.float32)
+    with torch.no_grad(), Count():
+        ss.selective_scan_chunked(u, delta, A, B, C, chunk_size=chunk)
+    return Count.n
+
+
+def test_no_python_loop_over_chunks():
+    # 16 -> 1024 chunks of 4 steps: a loop over chunks would add >= 2000 ops; the prefix scan adds
+    # a few ops per level (6 more levels).
+    few, many = _op_count(64, 4), _op_count(4096, 4)
+    assert many - few < 200, (few, many)

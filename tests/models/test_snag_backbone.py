@@ -86,6 +86,34 @@ def test_stem_is_hieramamba_embedding(stride, use_pe):
     assert (ref_x - out_x).abs().max().item() <= 1e-6
 
 
+def test_seed_backbones_share_the_stem_module():
+    from hieramamba.models import mstemba, stem, videomamba
+
+    assert EmbeddingStem is stem.EmbeddingStem
+    assert mstemba.EmbeddingStem is stem.EmbeddingStem and videomamba.EmbeddingStem is stem.EmbeddingStem
+    assert isinstance(_tiny().stem, stem.EmbeddingStem)
+
+
+def test_stem_strided_float64_matches_hand_composition():
+    # input_stride 2: kernel-5 stride-2 conv first, mask downsampled; PE added; zero at padded steps
+    torch.manual_seed(4)
+    s = _randomise(EmbeddingStem(6, 8, max_seq_len=64, num_convs=2, input_stride=2)).double().eval()
+    x = torch.randn(2, 6, 15, dtype=torch.float64)
+    mask = torch.ones(2, 1, 15, dtype=torch.bool)
+    mask[1, :, 9:] = False
+    out, out_mask = s(x, mask)
+    h, m = s.embd_fc(x, mask)
+    for conv, norm in zip(s.embd_convs, s.embd_norms):
+        h, m = conv(h, m)
+        h = torch.relu(norm(h))
+    h = (h + s.pe[:, : h.shape[-1]]) * m
+    assert out.shape == (2, 8, 8) and torch.equal(out_mask, m)
+    assert torch.equal(out_mask[:, 0], torch.stack([torch.ones(8, dtype=torch.bool),
+                                                    torch.arange(8) < 5]))
+    assert (out - h).abs().max().item() <= 1e-12
+    assert torch.all(out[1, :, 5:] == 0)
+
+
 def test_matches_encoder_composition_float64():
     torch.manual_seed(2)
     model = _tiny().double().eval()
