@@ -16,8 +16,8 @@ test: install
 	$(PYTHON) -m pytest -q
 
 reproduce: install
-	$(PYTHON) -m snakemake --cores $(CORES)
-	$(PYTHON) -m snakemake --cores $(CORES) --report results/report.html
+	$(PYTHON) -m snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
+	$(PYTHON) -m snakemake --cores $(CORES) --workflow-profile workflow/profiles/default --report results/report.html
 
 lint: install
 	$(PYTHON) -m snakemake --lint

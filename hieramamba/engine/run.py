@@ -30,8 +30,8 @@ CHECKPOINTS = "checkpoints"
 TIMING_FIELDS = ("train_time_s", "eval_time_s", "peak_mem_mb")
 METRICS_KEYS = (
     "dataset", "variant", "seed", "split", "protocol", "metrics", "n_queries", "n_dropped",
-    "by_length_bin", "by_query_kind", "train_time_s", "eval_time_s", "peak_mem_mb", "versions",
-    "device", "git_commit", "config_sha",
+    "by_length_bin", "by_query_kind", "n_params", "n_params_backbone", "train_time_s", "eval_time_s",
+    "peak_mem_mb", "versions", "device", "git_commit", "config_sha",
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -173,10 +173,20 @@ def build_data(cfg):
     return GroundingDataset.from_config(cfg.dataset)
 
 
+def _parameter_counts(model) -> tuple[int | None, int | None]:
+    """(whole model, backbone) parameter counts for the backbone table; None for a baseline."""
+    if model is None:
+        return None, None
+    total = sum(p.numel() for p in model.parameters())
+    backbone = getattr(model, "backbone", None)
+    return total, (sum(p.numel() for p in backbone.parameters()) if backbone is not None else None)
+
+
 def _metrics_record(cfg, split: str, protocol: str, scored: dict, *, train_time: float, eval_time: float,
-                    device: torch.device, variant: str | None = None) -> dict:
+                    device: torch.device, variant: str | None = None, model=None) -> dict:
     from hieramamba.engine.config import config_sha
 
+    n_params, n_params_backbone = _parameter_counts(model)
     record = {
         "dataset": str(cfg.dataset.name),
         "variant": variant or str(cfg.variant),
@@ -184,6 +194,8 @@ def _metrics_record(cfg, split: str, protocol: str, scored: dict, *, train_time:
         "split": split,
         "protocol": protocol,
         **scored,
+        "n_params": n_params,
+        "n_params_backbone": n_params_backbone,
         "train_time_s": round(float(train_time), 3),
         "eval_time_s": round(float(eval_time), 3),
         "peak_mem_mb": peak_memory_mb(device),
@@ -226,7 +238,7 @@ def run_training(cfg) -> dict:
         eval_time = time.perf_counter() - t0
         write_predictions(run_dir / PREDICTIONS, preds, data)
         record = _metrics_record(cfg, split, str(cfg.eval.protocol), scored, train_time=result.train_time_s,
-                                 eval_time=eval_time, device=device)
+                                 eval_time=eval_time, device=device, model=result.parts.model)
         atomic_write_json(run_dir / METRICS, record)
         logger.info("evaluated %s: %s", split, " ".join(f"{k} {v:.2f}" for k, v in record["metrics"].items()))
         return record
@@ -269,6 +281,7 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
     t0 = time.perf_counter()
     device = torch.device("cpu")
     train_time = 0.0
+    model = None
     if baseline == "prior":
         preds = prior_predictions(data, split, fit_prior(data, "train", k=max(int(r) for r in cfg.eval.ranks)))
         variant = "prior"
@@ -287,9 +300,10 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
         train_time = float(state.get("train_time_s", 0.0))
         preds = _evaluate_model(cfg, data, parts, parts.model, split, device)
         variant = None
+        model = parts.model
     scored = score(preds, cfg.eval, protocol)
     record = _metrics_record(cfg, split, protocol, scored, train_time=train_time,
-                             eval_time=time.perf_counter() - t0, device=device, variant=variant)
+                             eval_time=time.perf_counter() - t0, device=device, variant=variant, model=model)
     write_predictions(run_dir / f"predictions{suffix}.json", preds, data)
     atomic_write_json(run_dir / f"metrics{suffix}.json", record)
     return record

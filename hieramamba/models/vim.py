@@ -50,7 +50,7 @@ class BiMambaMixer(nn.Module):
 
     def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
                  dt_rank: int | str = "auto", dt_min: float = 1e-3, dt_max: float = 1e-1,
-                 dt_init_floor: float = 1e-4, combine: str = "sum", chunk_size: int = 4,
+                 dt_init_floor: float = 1e-4, combine: str = "sum", chunk_size: int = 8,
                  backend: str = "auto"):
         super().__init__()
         if combine not in COMBINE:

@@ -53,9 +53,12 @@ def plot_recall_by_length(metrics, dataset, paper_path, paper_dataset, variants,
           if wflib.metric_key(m)[0] == 1] or sorted(set(bins["metric"]), key=wflib.metric_key)[:1]
     bins = bins[bins["metric"].isin(r1)]
     order = list(bins.sort_values("order").drop_duplicates("group")["group"])
+    hue_order = _variant_order(bins, variants)
+    # seaborn divides the dodge by (number of variants - 1): no dodge for a single variant
     grid = sns.catplot(data=bins, x="group", y="value", hue="variant", col="metric", col_order=r1,
-                       order=order, hue_order=_variant_order(bins, variants), kind="point",
-                       errorbar="sd", dodge=0.3, height=3.2, aspect=1.3, sharey=False)
+                       order=order, hue_order=hue_order, kind="point",
+                       errorbar="sd", dodge=0.3 if len(hue_order) > 1 else False, height=3.2, aspect=1.3,
+                       sharey=False)
     grid.set_axis_labels("video length bin", "recall (%)")
     for ax in grid.axes.flat:
         ax.tick_params(axis="x", rotation=20)

@@ -74,7 +74,7 @@ _COMMON = dict(noise=2.0, drift=0.5, style=0.3, token_noise=0.1, verb_share=0.5,
 SPECS: dict[tuple[str, str], SynthSpec] = {
     # Ego4D-NLQ: ~8 min clips, short moments (median ~7 s), 14 queries per clip, sparse events.
     ("ego4d_nlq", "default"): SynthSpec(
-        like="ego4d_nlq", scale="default", splits={"train": 48, "val": 16, "test": 8},
+        like="ego4d_nlq", scale="default", splits={"train": 48, "val": 8, "test": 8},
         duration=LengthDist(median=420.0, sigma=0.3, lo=240.0, hi=480.0, p_fixed=0.8),
         moment=LengthDist(median=7.0, sigma=0.7, lo=2.0, hi=40.0), max_moment_frac=0.1,
         max_fill=0.5, min_gap=2.0, num_types=24, long_range_structures=2, distractors=(1, 2),
@@ -91,7 +91,7 @@ SPECS: dict[tuple[str, str], SynthSpec] = {
     ),
     # MAD: long movies at 5 fps (scaled from ~110 min to ~5.5 min), ~4 s moments (~1% of a movie).
     ("mad", "default"): SynthSpec(
-        like="mad", scale="default", splits={"train": 16, "val": 4, "test": 6},
+        like="mad", scale="default", splits={"train": 16, "val": 4, "test": 4},
         duration=LengthDist(median=330.0, sigma=0.12, lo=260.0, hi=400.0),
         moment=LengthDist(median=3.6, sigma=0.45, lo=1.0, hi=15.0), max_moment_frac=0.05,
         max_fill=0.6, min_gap=1.0, num_types=40, long_range_structures=5, distractors=(1, 2),
