@@ -66,12 +66,12 @@ def test_default_dry_run_lists_expected_jobs(dry_run):
 
 
 def test_default_dry_run_counts_for_the_thirteen_core_variants(dry_run):
-    """The default: 3 synthetic datasets x {full, reference_quirks} x 3 seeds for the main tables,
-    plus the 11 other core variants x 3 seeds on synth_tacos; each backbone file adds 3 runs."""
+    """The default: 3 synthetic datasets x full x 3 seeds for the main tables, plus the 12 other
+    core variants x 3 seeds on synth_tacos; each backbone file adds 3 runs."""
     counts = job_counts(dry_run)
     extra = [v for v in _ablations(REPO / "ablations") if v not in CORE_VARIANTS]
-    assert counts["train"] == 51 + 3 * len(extra)
-    assert sum(counts.values()) == 77 + 3 * len(extra)
+    assert counts["train"] == 45 + 3 * len(extra)
+    assert sum(counts.values()) == 71 + 3 * len(extra)
 
 
 CORE_VARIANTS = {"full", "no_gate", "no_acc", "no_spc", "no_contrast", "pure_mamba", "pure_transformer",
