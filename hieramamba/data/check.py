@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hieramamba.atomic import atomic_write_text
 from hieramamba.data.dataset import GroundingDataset
 from hieramamba.data.records import QUIRKS
 from hieramamba.errors import DataError
@@ -236,7 +236,5 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = (out_dir / "data_report.json", out_dir / "data_report.md")
     for path, text in zip(paths, (json.dumps(report, indent=2, default=str) + "\n", render_markdown(report))):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     return paths

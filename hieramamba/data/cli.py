@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from pathlib import Path
 
+from hieramamba.atomic import atomic_write_text
 from hieramamba.errors import ConfigError, DataError
 
 
@@ -59,11 +58,8 @@ def _check_main(argv: list[str]) -> int:
         print(f"wrote {json_path} and {md_path}")
     for path, text in ((args.report_json, None), (args.report_md, "md")):
         if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
             body = render_markdown(report) if text == "md" else json.dumps(report, indent=2, default=str) + "\n"
-            tmp = Path(str(path) + ".tmp")
-            tmp.write_text(body)
-            os.replace(tmp, path)
+            atomic_write_text(path, body)
             print(f"wrote {path}")
     for name, s in report["splits"].items():
         print(f"{name}: {s['videos']} videos, {s['queries']} queries")

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from hieramamba.atomic import atomic_open
+
 LAST = "last.pth"
 
 
@@ -56,19 +58,9 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file beside `path`, fsync, then os.replace (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """torch.save through hieramamba.atomic (never half-written)."""
+    with atomic_open(path, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:

@@ -8,17 +8,16 @@ metrics.json and predictions.json are written last and atomically, so a crashed 
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import logging
-import os
 import platform
 import resource
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
+
+from hieramamba.atomic import atomic_write_json, atomic_write_text  # noqa: F401 (re-exported)
 
 CONFIG = "config.yaml"
 TRAIN_LOG = "train.log"
@@ -35,25 +34,6 @@ METRICS_KEYS = (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------- environment facts

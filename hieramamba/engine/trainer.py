@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hieramamba.atomic import atomic_open
 from hieramamba.engine import checkpoint as ckpt
 from hieramamba.engine.batching import Batch, TrainCollate, TrainSamples, epoch_order
 from hieramamba.engine.config import config_diff, to_yaml
@@ -170,12 +170,10 @@ def _curve_rows(path: Path, max_iteration: int) -> list[dict[str, str]]:
 
 
 def _rewrite_curve(path: Path, rows: list[dict[str, str]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=CURVE_FIELDS)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _tensorboard(run_dir: Path):

@@ -28,11 +28,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Hashable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
+from hieramamba.atomic import atomic_write_json
 from hieramamba.errors import DataError
 
 __all__ = [
@@ -65,19 +64,7 @@ def ranked(rows: Rows) -> list[tuple[float, float, float]]:
 
 
 def _atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_json(path, obj, indent=None, allow_nan=False)
 
 
 def _result_times(rows: Rows) -> tuple[list[list[float]], list[float]]:
