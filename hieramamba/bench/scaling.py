@@ -112,8 +112,8 @@ def _build_backbone(spec: dict, device):
         in_dim=d,
         embd_dim=d,
         max_seq_len=L,
-        global_mixer=spec["global_mixer"],
-        local_mixer=spec["local_mixer"],
+        global_mixer=spec.get("global_mixer"),
+        local_mixer=spec.get("local_mixer"),
     )
     wanted.update(spec.get("backbone_kwargs", {}))
     params = inspect.signature(cls.__init__).parameters
@@ -372,12 +372,19 @@ def _run_backbones(args, common, fresh, child_env) -> dict:
     points, slopes = [], []
     print("\n## (b) backbones (B = 1, in_dim = d_model, all steps valid)")
     print(f"{'d':>4} {'global':>10} {'local':>17} {'L':>7} {'fwd ms':>10} {'f+b ms':>10} {'fwd MiB':>8} {'f+b MiB':>8}")
+    # HieraMamba once per mixer choice; a seed backbone (SnAG, MS-Temba, VideoMamba) has no mixer
+    # switch and runs once, with its published defaults at this width
+    series_specs = [("hieramamba", g, l) for g, l in args.mixers] if "hieramamba" in args.backbones else []
+    series_specs += [(name, "-", "-") for name in args.backbones if name != "hieramamba"]
     for d in args.widths:
-        for g_mix, l_mix in args.mixers:
+        for name, g_mix, l_mix in series_specs:
             series = []
             for L in args.backbone_lengths:
-                spec = dict(common, kind="backbone", name="hieramamba", L=L, d_model=d, global_mixer=g_mix,
-                            local_mixer=l_mix, modes=args.modes)
+                spec = dict(common, kind="backbone", name=name, L=L, d_model=d, modes=args.modes)
+                if name == "hieramamba":
+                    spec.update(global_mixer=g_mix, local_mixer=l_mix)
+                else:
+                    g_mix, l_mix = name, "-"  # the printed/recorded series label
                 r = run_point(spec, fresh, args.timeout, child_env)
                 points.append(r)
                 series.append((L, r))
@@ -390,12 +397,14 @@ def _run_backbones(args, common, fresh, child_env) -> dict:
             for mode in ("fwd_s", "fwd_bwd_s"):
                 ok = [(L, r[mode]) for L, r in series if r.get(mode)]
                 slope = fit_loglog_slope([p[0] for p in ok], [p[1] for p in ok])
-                slopes.append({"d_model": d, "global_mixer": g_mix, "local_mixer": l_mix, "mode": mode[:-2],
+                slopes.append({"backbone": name, "d_model": d, "global_mixer": g_mix, "local_mixer": l_mix,
+                               "mode": mode[:-2],
                                "lengths": [p[0] for p in ok], "slope": slope})
     print("\nfitted log-log slope of time vs L (target <= 1.10 for hydra + window_attention):")
     for s in slopes:
         flag = ""
-        if (s["global_mixer"], s["local_mixer"]) == HIERAMAMBA_MIXER and s["slope"] is not None:
+        if s["backbone"] == "hieramamba" and (s["global_mixer"], s["local_mixer"]) == HIERAMAMBA_MIXER \
+                and s["slope"] is not None:
             flag = "  ok" if s["slope"] <= 1.10 else "  ABOVE TARGET"
         span = f"{s['lengths'][0]}-{s['lengths'][-1]}" if s["lengths"] else "-"
         print(f"  d={s['d_model']} {s['global_mixer']:>9}+{s['local_mixer']:<17} {s['mode']:>7}: "
@@ -429,6 +438,17 @@ def _mixer_list(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
+BACKBONES = ("hieramamba", "snag", "mstemba", "videomamba")
+
+
+def _backbone_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in BACKBONES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"backbones {bad or text!r}: expected names from {BACKBONES}")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hieramamba bench scaling",
@@ -443,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixers", type=_mixer_list, default=None,
                    help="global:local pairs (default: every combination of "
                         f"{'/'.join(GLOBAL_MIXERS)} x {'/'.join(LOCAL_MIXERS)})")
+    p.add_argument("--backbones", type=_backbone_list, default=["hieramamba"],
+                   help=f"comma-separated backbones to time (from {', '.join(BACKBONES)}); HieraMamba runs "
+                        "once per --mixers pair, the others once each")
     p.add_argument("--modes", type=lambda s: [m.strip() for m in s.split(",")], default=["fwd", "fwd_bwd"],
                    help="fwd, fwd_bwd or both (backbone section)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per point after one warm-up (median)")

@@ -63,3 +63,21 @@ def test_slope_fit_and_argument_parsing():
     assert args.fresh_process is True
     with pytest.raises(SystemExit):
         scaling.parse_args(["--mixers", "lstm:none"])
+
+
+def test_seed_backbones_get_their_own_series(tmp_path):
+    """--backbones adds one series per seed backbone (no mixer switch) beside HieraMamba's."""
+    out = tmp_path / "bench.json"
+    rc = cli.main(["scaling", "--what", "backbone", "--in-process", "--backbone-lengths", "32,64", "--widths", "32",
+                   "--backbones", "hieramamba,snag", "--mixers", "hydra:window_attention", "--modes", "fwd",
+                   "--repeats", "1", "--out", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    names = [p["spec"]["name"] for p in report["backbone"]["points"]]
+    assert names == ["hieramamba", "hieramamba", "snag", "snag"], names
+    assert all("error" not in p for p in report["backbone"]["points"]), report["backbone"]["points"]
+    assert "global_mixer" not in report["backbone"]["points"][2]["spec"]
+    fwd = {s["backbone"]: s for s in report["backbone"]["slopes"] if s["mode"] == "fwd"}
+    assert set(fwd) == {"hieramamba", "snag"} and fwd["snag"]["slope"] is not None
+    with pytest.raises(SystemExit):
+        scaling.parse_args(["--backbones", "lstm"])
