@@ -54,7 +54,7 @@ def _ablations(folder):
 
 @pytest.fixture(scope="module")
 def dry_run():
-    result = snakemake(REPO, "-n", "--cores", "2")
+    result = snakemake(REPO, "-n", "--forceall", "--cores", "2")  # independent of outputs already in results/
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
 
@@ -81,7 +81,7 @@ CORE_VARIANTS = {"full", "no_gate", "no_acc", "no_spc", "no_contrast", "pure_mam
 def test_dry_run_shell_commands(dry_run):
     """The train command passes the ablation by path, the checkpoint folder outside the outputs,
     and logs under logs/."""
-    result = snakemake(REPO, "-n", "--cores", "2", "-p", "results/runs/synth_tacos/no_gate/seed1/metrics.json")
+    result = snakemake(REPO, "-n", "--forceall", "--cores", "2", "-p", "results/runs/synth_tacos/no_gate/seed1/metrics.json")
     text = result.stdout + result.stderr
     assert "workflow/scripts/prepare_run.py results/runs/synth_tacos/no_gate/seed1 " \
            "checkpoints/synth_tacos/no_gate/seed1 --files ablations/no_gate.yaml hieramamba/conf/config.yaml" in text
