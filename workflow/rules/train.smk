@@ -20,7 +20,6 @@ rule train:
         device=DEVICE,
         out=run_dir,
         checkpoint_dir="checkpoints/{dataset}/{variant}/seed{seed}",
-        python=sys.executable,
         prepare=f"{SCRIPTS_DIR}/prepare_run.py",
     log:
         "logs/train/{dataset}/{variant}/seed{seed}.log",
@@ -30,7 +29,9 @@ rule train:
     conda:
         "../envs/hieramamba.yaml"
     shell:
-        "{params.python} {params.prepare} {params.out} {params.checkpoint_dir} --files {input.ablation} {input.conf} "
+        # plain `python` (not sys.executable): the interpreter's path must not be a param, or
+        # `make reproduce` and `python -m snakemake` would see changed params and rerun everything
+        "python {params.prepare} {params.out} {params.checkpoint_dir} --files {input.ablation} {input.conf} "
         "-- {params.dataset} scale={params.scale} seed={wildcards.seed} train.device={params.device} "
         "> {log} 2>&1 && "
         "hieramamba train {params.dataset} scale={params.scale} seed={wildcards.seed} "
