@@ -72,7 +72,9 @@ def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=N
     numbers, shown = [], []
 
     def shown_row(kind, method, source, n, cells, avg):
-        return {"": kind, "method": method, "source": source or wflib.DASH, "seeds": n,
+        # an unpublished row's source is NaN (pandas), not a string
+        source = source if isinstance(source, str) and source else wflib.DASH
+        return {"": kind, "method": method, "source": source, "seeds": n,
                 **dict(zip(layout, cells)), "Avg": avg}
 
     for row in published.to_dict("records"):
