@@ -184,28 +184,3 @@ def test_forward_backward_every_parameter_gets_a_gradient():
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
                or p.grad.abs().sum() == 0]
     assert not missing, missing
-
-
-def test_model_config_and_ablation_file():
-    """conf/model/mstemba.yaml has hieramamba.yaml's structure and builds; the ablation selects it."""
-    import inspect
-    from pathlib import Path
-
-    import yaml
-
-    root = Path(__file__).resolve().parents[2]
-    ref = yaml.safe_load((root / "hieramamba/conf/model/hieramamba.yaml").read_text())
-    cfg = yaml.safe_load((root / "hieramamba/conf/model/mstemba.yaml").read_text())
-    assert list(cfg) == list(ref)
-    assert {k: v for k, v in cfg.items() if k != "backbone"} == {k: v for k, v in ref.items() if k != "backbone"}
-    backbone = dict(cfg["backbone"])
-    assert backbone.pop("name") == "mstemba"
-    params = inspect.signature(MSTembaBackbone.__init__).parameters
-    assert set(backbone) <= set(params), set(backbone) - set(params)  # every key reaches the constructor
-    model = build_backbone("mstemba", in_dim=6, embd_dim=16, max_seq_len=64,
-                           reference_precision=cfg["reference_precision"], **{**backbone, "d_state": 4, "num_levels": 3})
-    assert model.num_levels == 3
-    ablation = yaml.safe_load((root / "ablations/mstemba.yaml").read_text())
-    assert set(ablation) == {"description", "tables", "overrides"}
-    assert ablation["tables"] == ["backbones"]
-    assert ablation["overrides"]["model.backbone.name"] == "mstemba"

@@ -150,28 +150,3 @@ def test_forward_backward_every_parameter_gets_a_gradient():
                or p.grad.abs().sum() == 0]
     assert not missing, missing
     assert model.backend_name == "torch"
-
-
-def test_model_config_and_ablation_file():
-    """conf/model/videomamba.yaml has hieramamba.yaml's structure and builds; the ablation selects it."""
-    import inspect
-    from pathlib import Path
-
-    import yaml
-
-    root = Path(__file__).resolve().parents[2]
-    ref = yaml.safe_load((root / "hieramamba/conf/model/hieramamba.yaml").read_text())
-    cfg = yaml.safe_load((root / "hieramamba/conf/model/videomamba.yaml").read_text())
-    assert list(cfg) == list(ref)
-    assert {k: v for k, v in cfg.items() if k != "backbone"} == {k: v for k, v in ref.items() if k != "backbone"}
-    backbone = dict(cfg["backbone"])
-    assert backbone.pop("name") == "videomamba"
-    params = inspect.signature(VideoMambaBackbone.__init__).parameters
-    assert set(backbone) <= set(params), set(backbone) - set(params)  # every key reaches the constructor
-    model = build_backbone("videomamba", in_dim=6, embd_dim=16, max_seq_len=64,
-                           reference_precision=cfg["reference_precision"], **{**backbone, "d_state": 4, "depth": 2, "num_levels": 3})
-    assert model.num_levels == 3
-    ablation = yaml.safe_load((root / "ablations/videomamba.yaml").read_text())
-    assert set(ablation) == {"description", "tables", "overrides"}
-    assert ablation["tables"] == ["backbones"]
-    assert ablation["overrides"]["model.backbone.name"] == "videomamba"
