@@ -83,6 +83,24 @@ def clamp_segment(start: float, end: float, duration: float, split: str, record:
     return s, e
 
 
+def accept_query(sentence: str, window: tuple[float, float] | None, duration: float, split: str, record: object,
+                 quirks) -> tuple[str, tuple[float, float] | None] | None:
+    """The reference protocol for one query, shared by every reader: strip the sentence, drop an
+    empty one, clamp the window to the video and drop an empty window; every change is counted.
+
+    `window` is (start, end) in seconds, or None for an unannotated (test) query. Returns
+    (text, clamped window or None), or None when the query is dropped.
+    """
+    text = clean_sentence(sentence, split, record, quirks)
+    if not text:
+        quirks.add(split, "empty_query_dropped", record)
+        return None
+    if window is None:
+        return text, None
+    seg = clamp_segment(window[0], window[1], duration, split, record, quirks)
+    return None if seg is None else (text, seg)
+
+
 def clean_sentence(text: str, split: str, record: object, quirks) -> str:
     """Strip the sentence (SnAG); count the stripping."""
     stripped = text.strip()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hieramamba.data.common import clamp_segment, clean_sentence, field, number, read_json
+from hieramamba.data.common import accept_query, field, number, read_json
 from hieramamba.data.features import FileFeature, SlicedFeature, find_array_file
 from hieramamba.data.records import DatasetRecords, Query, Split, Video, count_exact_duplicates
 from hieramamba.errors import DataError
@@ -114,15 +114,11 @@ def read_ego4d_split(
                         s = number(qrec, "clip_start_sec", path, qid)
                         e = number(qrec, "clip_end_sec", path, qid)
                         raw_keys[clip_uid].append((s, e, raw_query))
-                    text = clean_sentence(raw_query or "", split, qid, quirks)
-                    if not text:
-                        quirks.add(split, "empty_query_dropped", qid)
+                    accepted = accept_query(raw_query or "", (s - c0, e - c0) if annotated else None, duration,
+                                            split, qid, quirks)
+                    if accepted is None:
                         continue
-                    seg = None
-                    if annotated:
-                        seg = clamp_segment(s - c0, e - c0, duration, split, qid, quirks)
-                        if seg is None:
-                            continue
+                    text, seg = accepted
                     identity = {"clip_uid": clip_uid, "annotation_uid": ann_uid, "query_idx": qi, "raw_query": raw_query}
                     for key in ("template", "slot_x", "verb_x", "slot_y", "verb_y"):
                         if isinstance(qrec, dict) and key in qrec:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hieramamba.data.common import clamp_segment, clean_sentence, field, number, pair, read_json
+from hieramamba.data.common import accept_query, field, number, pair, read_json
 from hieramamba.data.features import H5Feature
 from hieramamba.data.records import DatasetRecords, Query, Split, Video, count_exact_duplicates
 from hieramamba.errors import DataError
@@ -51,13 +51,10 @@ def read_mad_split(path: str | Path, split: str, records: DatasetRecords, frames
         elif abs(video.duration - duration) > 1e-3:
             raise DataError(path, f"movie_duration {duration} disagrees with {video.duration} given for the same movie", record=ann_id)
         raw_keys[movie].append((start, end, sentence))
-        text = clean_sentence(sentence, split, ann_id, quirks)
-        if not text:
-            quirks.add(split, "empty_query_dropped", ann_id)
+        accepted = accept_query(sentence, (start, end), duration, split, ann_id, quirks)
+        if accepted is None:
             continue
-        seg = clamp_segment(start, end, duration, split, ann_id, quirks)
-        if seg is None:
-            continue
+        text, seg = accepted
         ts = entry.get("timestamps")
         video.queries.append(
             Query(str(ann_id), movie, text, seg, index=len(raw_keys[movie]) - 1, identity={"annotation_id": str(ann_id), "movie": movie, "timestamps": ts})

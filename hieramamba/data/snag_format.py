@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hieramamba.data.common import clamp_segment, clean_sentence, field, number, pair, read_json
+from hieramamba.data.common import accept_query, field, number, pair, read_json
 from hieramamba.data.features import ConcatFeature, FileFeature, find_array_file
 from hieramamba.data.records import DatasetRecords, Query, Split, Video, count_exact_duplicates
 from hieramamba.errors import DataError
@@ -83,13 +83,10 @@ def read_snag(
                 sid = field(ann, "sentence_id", anno_file, rec, (str, int), default=f"{vid}_{i:04d}")
                 sid = str(sid)
                 raw_keys[vid].append((start, end, sentence))
-                text = clean_sentence(sentence, split, sid, quirks)
-                if not text:
-                    quirks.add(split, "empty_query_dropped", sid)
+                accepted = accept_query(sentence, (start, end), duration, split, sid, quirks)
+                if accepted is None:
                     continue
-                seg = clamp_segment(start, end, duration, split, sid, quirks)
-                if seg is None:
-                    continue
+                text, seg = accepted
                 video.queries.append(Query(sid, vid, text, seg, index=i, identity={"video": vid, "sentence_id": sid, "annotation_index": i}))
             if not video.queries:
                 quirks.add(split, "video_without_queries", vid)

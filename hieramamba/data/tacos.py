@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hieramamba.data.common import clamp_segment, clean_sentence, field, number, read_json
+from hieramamba.data.common import accept_query, field, number, read_json
 from hieramamba.data.features import FileFeature, H5Feature, find_array_file
 from hieramamba.data.records import DatasetRecords, Query, Split, Video, count_exact_duplicates
 from hieramamba.errors import DataError
@@ -93,13 +93,10 @@ def read_tacos_split(path: str | Path, split: str, records: DatasetRecords, feat
             if not isinstance(sentence, str):
                 raise DataError(path, f"sentences[{i}] must be a string, found {type(sentence).__name__}", record=qid)
             raw_keys[key].append((ts[0], ts[1], sentence))
-            text = clean_sentence(sentence, split, qid, quirks)
-            if not text:
-                quirks.add(split, "empty_query_dropped", qid)
+            accepted = accept_query(sentence, (ts[0] / fps, ts[1] / fps), duration, split, qid, quirks)
+            if accepted is None:
                 continue
-            seg = clamp_segment(ts[0] / fps, ts[1] / fps, duration, split, qid, quirks)
-            if seg is None:
-                continue
+            text, seg = accepted
             alt = f"{key[:-4]}_{i:04d}" if key.endswith(".avi") else qid
             video.queries.append(
                 Query(qid, key, text, seg, index=i, identity={"video": key, "sentence_index": i, "alt_query_id": alt})
