@@ -31,9 +31,5 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__" and "snakemake" not in globals():
-    raise SystemExit(main())
-elif "snakemake" in globals():
-    sm = globals()["snakemake"]
-    sys.stderr = open(sm.log[0], "w") if sm.log else sys.stderr
-    collect(list(sm.input.metrics), sm.output.runs, sm.output.bins, sm.output.kinds)
+wflib.run_script(globals(), main, lambda sm: collect(
+    list(sm.input.metrics), sm.output.runs, sm.output.bins, sm.output.kinds))

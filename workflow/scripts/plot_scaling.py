@@ -154,9 +154,5 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__" and "snakemake" not in globals():
-    raise SystemExit(main())
-elif "snakemake" in globals():
-    sm = globals()["snakemake"]
-    sys.stderr = open(sm.log[0], "w") if sm.log else sys.stderr
-    plot_scaling(sm.input.bench, sm.output.png, sm.output.pdf, sm.output.csv, sm.output.md, sm.output.tex)
+wflib.run_script(globals(), main, lambda sm: plot_scaling(
+    sm.input.bench, sm.output.png, sm.output.pdf, sm.output.csv, sm.output.md, sm.output.tex))

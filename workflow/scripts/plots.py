@@ -146,10 +146,6 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__" and "snakemake" not in globals():
-    raise SystemExit(main())
-elif "snakemake" in globals():
-    sm = globals()["snakemake"]
-    sys.stderr = open(sm.log[0], "w") if sm.log else sys.stderr
-    PLOTS[sm.params.plot](list(sm.input.metrics), sm.params.dataset, sm.input.get("paper"),
-                          sm.params.paper_dataset, list(sm.params.variants), sm.output.png, sm.output.pdf)
+wflib.run_script(globals(), main, lambda sm: PLOTS[sm.params.plot](
+    list(sm.input.metrics), sm.params.dataset, sm.input.get("paper"), sm.params.paper_dataset,
+    list(sm.params.variants), sm.output.png, sm.output.pdf))

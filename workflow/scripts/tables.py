@@ -283,11 +283,7 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__" and "snakemake" not in globals():
-    raise SystemExit(main())
-elif "snakemake" in globals():
-    sm = globals()["snakemake"]
-    sys.stderr = open(sm.log[0], "w") if sm.log else sys.stderr
-    make_table(sm.params.table, list(sm.input.metrics), list(sm.input.variants), sm.input.paper,
-               sm.params.dataset, sm.params.paper_dataset, bool(sm.params.synthetic), list(sm.params.variants),
-               sm.output.csv, sm.output.md, sm.output.tex, baseline=sm.input.get("baseline"))
+wflib.run_script(globals(), main, lambda sm: make_table(
+    sm.params.table, list(sm.input.metrics), list(sm.input.variants), sm.input.paper, sm.params.dataset,
+    sm.params.paper_dataset, bool(sm.params.synthetic), list(sm.params.variants), sm.output.csv, sm.output.md,
+    sm.output.tex, baseline=sm.input.get("baseline")))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,19 @@ DASH = "—"
 
 
 # ---- reading --------------------------------------------------------------------------------
+
+
+def run_script(namespace: dict, main, under_snakemake) -> None:
+    """Entry point of every workflow script: its CLI `main()` when run directly, or
+    `under_snakemake(snakemake)` with stderr sent to the rule's log when run by a `script:`
+    directive (which injects the `snakemake` object into the script's globals)."""
+    sm = namespace.get("snakemake")
+    if sm is None:
+        if namespace.get("__name__") == "__main__":
+            raise SystemExit(main())
+        return
+    sys.stderr = open(sm.log[0], "w") if sm.log else sys.stderr
+    under_snakemake(sm)
 
 
 def metric_key(name: str) -> tuple[int, float]:
