@@ -47,8 +47,9 @@ D_INNER, D_STATE = 768, 16
 
 # --- the previous implementation (loop over chunks), kept here for comparison only -------------
 
-def _old_chunk_scan(delta, x, A, Bc, Cc):
-    b, nc, d, q = x.shape
+def _qxq_local(delta, x, A, Bc):
+    """Inside each chunk, the QxQ segment-sum form: log decays `cum` and states `w` from a zero start."""
+    q = x.shape[-1]
     dA = delta[:, :, :, None, :] * A[None, None, :, :, None]
     cum = torch.cumsum(dA, dim=-1)
     causal = torch.ones(q, q, dtype=torch.bool, device=x.device).tril()
@@ -56,6 +57,12 @@ def _old_chunk_scan(delta, x, A, Bc, Cc):
     decay = torch.exp(torch.where(causal, diff, torch.full_like(diff, float("-inf"))))
     v = Bc.transpose(2, 3)[:, :, None, :, :] * x[:, :, :, None, :]
     w = (decay @ v[..., None])[..., 0]
+    return cum, w
+
+
+def _old_chunk_scan(delta, x, A, Bc, Cc):
+    b, nc, d, q = x.shape
+    cum, w = _qxq_local(delta, x, A, Bc)
     chunk_decay = torch.exp(cum[..., -1])
     local_state = w[..., -1]
     h = x.new_zeros(b, d, A.shape[1])
@@ -69,11 +76,8 @@ def _old_chunk_scan(delta, x, A, Bc, Cc):
     return y, h
 
 
-_old_chunk_scan_impl = _old_chunk_scan
-
-
 def old_selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                               chunk_size=4):
+                               chunk_size=4, chunk_fn=_old_chunk_scan):
     cdt = torch.float64 if u.dtype == torch.float64 else torch.float32
     b, d, l = u.shape
     n = A.shape[1]
@@ -91,9 +95,9 @@ def old_selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=Non
     Cc = Cc.view(b, n, nc, q).permute(0, 2, 3, 1)
     args = (delta, x, A.to(cdt), Bc, Cc)
     if torch.is_grad_enabled() and any(t.requires_grad for t in args):
-        y, _ = checkpoint(_old_chunk_scan_impl, *args, use_reentrant=False)
+        y, _ = checkpoint(chunk_fn, *args, use_reentrant=False)
     else:
-        y, _ = _old_chunk_scan_impl(*args)
+        y, _ = chunk_fn(*args)
     y = y.transpose(1, 2).reshape(b, d, nc * q)[:, :, :l]
     return ss._finish(y, u, D, z, cdt).to(u.dtype)
 
@@ -101,14 +105,7 @@ def old_selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=Non
 # --- the QxQ segment-sum form inside chunks with the new prefix scan over chunks (design check) ---
 
 def _qxq_chunk_scan(delta, x, A, Bc, Cc):
-    b, nc, d, q = x.shape
-    dA = delta[:, :, :, None, :] * A[None, None, :, :, None]
-    cum = torch.cumsum(dA, dim=-1)
-    causal = torch.ones(q, q, dtype=torch.bool, device=x.device).tril()
-    diff = cum[..., :, None] - cum[..., None, :]
-    decay = torch.exp(torch.where(causal, diff, torch.full_like(diff, float("-inf"))))
-    v = Bc.transpose(2, 3)[:, :, None, :, :] * x[:, :, :, None, :]
-    w = (decay @ v[..., None])[..., 0]
+    cum, w = _qxq_local(delta, x, A, Bc)
     h_out = ss._linear_scan(cum[..., -1], w[..., -1])
     h_in = torch.cat([torch.zeros_like(h_out[:, :1]), h_out[:, :-1]], dim=1)
     states = w + torch.exp(cum) * h_in[..., None]
@@ -117,12 +114,7 @@ def _qxq_chunk_scan(delta, x, A, Bc, Cc):
 
 def qxq_selective_scan_chunked(*args, chunk_size=4, **kw):
     """``old_selective_scan_chunked`` with the QxQ form + parallel prefix scan over chunks."""
-    global _old_chunk_scan_impl
-    _old_chunk_scan_impl = _qxq_chunk_scan
-    try:
-        return old_selective_scan_chunked(*args, chunk_size=chunk_size, **kw)
-    finally:
-        _old_chunk_scan_impl = _old_chunk_scan
+    return old_selective_scan_chunked(*args, chunk_size=chunk_size, chunk_fn=_qxq_chunk_scan, **kw)
 
 
 # --- the per-step loop in the compute dtype --------------------------------------------------
