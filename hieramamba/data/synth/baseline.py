@@ -62,6 +62,23 @@ def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def best_run(scores: np.ndarray) -> tuple[int, int]:
+    """The connected run of steps scoring >= half the maximum that holds the highest peak: (first, last)."""
+    above = scores >= 0.5 * scores.max()
+    best, best_peak, i = (0, 0), -np.inf, 0
+    while i < len(scores):
+        if above[i]:
+            j = i
+            while j + 1 < len(scores) and above[j + 1]:
+                j += 1
+            if scores[i:j + 1].max() > best_peak:
+                best, best_peak = (i, j), scores[i:j + 1].max()
+            i = j + 1
+        else:
+            i += 1
+    return best
+
+
 def run(root: str | Path, train_split: str = "train", test_split: str | None = None, smooth: int = 3) -> dict:
     root = Path(root)
     manifest = json.loads((root / "synth_manifest.json").read_text())
@@ -111,18 +128,7 @@ def run(root: str | Path, train_split: str = "train", test_split: str | None = N
         f = feats(q["video"])
         sim = f @ p / (np.linalg.norm(f, axis=1) * np.linalg.norm(p) + 1e-9)
         sim = np.convolve(sim, kernel, mode="same")
-        above = sim >= 0.5 * sim.max()
-        best, best_peak, i = (0, 0), -np.inf, 0
-        while i < len(sim):  # connected runs above the threshold; keep the highest peak
-            if above[i]:
-                j = i
-                while j + 1 < len(sim) and above[j + 1]:
-                    j += 1
-                if sim[i:j + 1].max() > best_peak:
-                    best, best_peak = (i, j), sim[i:j + 1].max()
-                i = j + 1
-            else:
-                i += 1
+        best = best_run(sim)
         duration = truth["videos"][q["split"]][q["video"]]["duration"]
         pred = (best[0] * step, min(best[1] * step + size, duration))
         gt = tuple(q["segment"])

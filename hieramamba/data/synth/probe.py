@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hieramamba.data.synth.baseline import FeatureReader, _iou
+from hieramamba.data.synth.baseline import FeatureReader, _iou, best_run
 from hieramamba.data.synth.spec import window_seconds
 from hieramamba.data.synth.world import tokenize
 
@@ -142,18 +142,7 @@ def run(root: str | Path, mixer: str = "global", epochs: int = 20, seed: int = 0
         for v, tt, lens, target, segs, qids, dur in test:
             scores = torch.sigmoid(model(v, tt, lens)).numpy()
             for sc, seg, qid in zip(scores, segs, qids):
-                above = sc >= 0.5 * sc.max()
-                best, peak, i = (0, 0), -1.0, 0
-                while i < len(sc):
-                    if above[i]:
-                        j = i
-                        while j + 1 < len(sc) and above[j + 1]:
-                            j += 1
-                        if sc[i:j + 1].max() > peak:
-                            best, peak = (i, j), sc[i:j + 1].max()
-                        i = j + 1
-                    else:
-                        i += 1
+                best = best_run(sc)
                 pred = (best[0] * step, min(best[1] * step + size, dur))
                 res.setdefault(truth["queries"][qid]["kind"], []).append(_iou(pred, tuple(seg)))
     out = {"like": like, "scale": manifest["scale"], "mixer": mixer, "epochs": epochs, "seed": seed, "split": test_split,
