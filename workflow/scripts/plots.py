@@ -15,7 +15,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import wflib  # noqa: E402
 
 wflib.use_agg()
-import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 X_CANDIDATES = ("step", "global_step", "iteration", "iter", "epoch")
