@@ -106,7 +106,7 @@ def old_selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=Non
 
 def _qxq_chunk_scan(delta, x, A, Bc, Cc):
     cum, w = _qxq_local(delta, x, A, Bc)
-    h_out = ss._linear_scan(cum[..., -1], w[..., -1])
+    h_out = ss._linear_scan(torch.exp(cum[..., -1]), w[..., -1])  # the scan takes decays, not logs
     h_in = torch.cat([torch.zeros_like(h_out[:, :1]), h_out[:, :-1]], dim=1)
     states = w + torch.exp(cum) * h_in[..., None]
     return torch.einsum("bcdnt,bctn->bcdt", states, Cc), h_out[:, -1]

@@ -21,14 +21,21 @@ Three implementations:
 - ``selective_scan_reference``: the recurrence as a loop over time in float64. Slow; for tests.
 - ``selective_scan_chunked``: the pure-PyTorch scan used on CPU. The sequence is cut into chunks
   of Q steps; the recurrence over a whole chunk is again a step of the same linear recurrence,
-  h_out = exp(sum_t delta_t A) * h_in + (the chunk's state from a zero start). So: (1) every chunk
-  is summarised at once (its log decay and zero-start state, per (d, n)); (2) the states entering
-  the chunks come from a work-efficient parallel prefix scan over chunks, log2(L/Q) vectorised
-  levels; (3) each chunk's outputs are computed from its entering state in Q vectorised steps
-  over all chunks at once. Python runs Q + O(log2(L/Q)) steps, never a loop over chunks or time.
-  Accumulates in float32 (float64 stays float64); memory is bounded by processing chunks in
-  blocks, and with gradients the blocks and the scan are recomputed in the backward pass
-  (activation checkpointing). Q = ``DEFAULT_CHUNK_SIZE`` was picked by measurement
+  h_out = exp(sum_t delta_t A) * h_in + (the chunk's state from a zero start). So: (1) every
+  chunk's zero-start state comes from Q vectorised steps over all chunks at once; (2) the states
+  entering the chunks come from a work-efficient parallel prefix scan over chunks, log2(L/Q)
+  vectorised levels; (3) every step's state, and y, follow from the entering states in Q more
+  vectorised steps. Python runs O(Q + log2(L/Q)) ops per memory block, never a loop over
+  chunks or time. The
+  recurrence is one ``torch.autograd.Function`` with a hand-written backward pass: the adjoint
+  g_t = dL/dh_t obeys the same recurrence run backwards (g_t = C_t dy_t + exp(delta_{t+1} A)
+  g_{t+1}), so it is chunked the same way, and the gradients of x = delta * u, delta, A, B, C are
+  contractions of g, the states and the decays. Only the per-chunk entering states, 1/Q of the
+  per-step states, are saved; the backward pass recomputes the rest. Both passes walk the chunks
+  in blocks of bounded size (cache-sized; the state or adjoint crosses block boundaries), so the
+  memory beyond those saved states does not grow with L. The softplus/delta_bias prologue and the
+  D/z epilogue are ordinary autograd ops around the Function. Accumulates in float32 (float64
+  stays float64). Q = ``DEFAULT_CHUNK_SIZE`` was picked by measurement
   (``python -m hieramamba.bench.selective_scan_bench``).
 - ``mamba_ssm``'s ``selective_scan_fn``: imported lazily, only when the tensors are on CUDA.
 
@@ -38,11 +45,12 @@ scan otherwise.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
+from torch.autograd.function import once_differentiable
 
 BACKENDS = ("auto", "torch", "mamba_ssm")
 
@@ -150,111 +158,221 @@ def selective_scan_reference(
     return (out, h) if return_last_state else out
 
 
-# Elements of one block tensor of the per-step work, (b, chunks, d, n, Q) float: the chunks are
-# processed in blocks of at most this size (at least one chunk), so the per-step work takes bounded
-# memory at any sequence length (2**24 float32 = 64 MiB per tensor; a handful live at once). What
-# grows with L is the per-chunk state tensors of the scan over chunks, (b, L/Q, d, n).
-_BLOCK_ELEMENTS = 1 << 24
+# Elements of one block tensor of the per-step work, (Q, chunks * b, n, d): both passes take the
+# chunks in blocks of at most this size (at least one chunk), so the per-step work takes bounded
+# memory at any sequence length (2**19 float32 = 2 MiB per tensor; at most four live at once, in
+# the backward pass). Blocks about the size of the L2 cache were measured fastest: at L = 4k,
+# d = 768, forward+backward took ~300 ms with 2**19, ~10% more with 2**18 or 2**20, 30-40% more
+# with 2**21 or 2**22. What grows with L is the per-chunk entering states, (L/Q, b, n, d), saved
+# for the backward pass.
+_BLOCK_ELEMENTS = 1 << 19
 
-DEFAULT_CHUNK_SIZE = 8  # fastest forward+backward at L = 2k and 8k on CPU (selective_scan_bench)
+# fastest forward+backward, with Q = 16 within noise, at (b=4, d=128, L=256) and (b=1, d=768,
+# L=4k) on CPU (one thread)
+DEFAULT_CHUNK_SIZE = 8
 
-
-def _chunk_summary(delta: torch.Tensor, x: torch.Tensor, A: torch.Tensor, Bc: torch.Tensor):
-    """Each chunk as one step of the recurrence: its log decay and its state from a zero start.
-
-    delta, x (b, c, d, q); A (d, n); Bc (b, c, q, n) -> log decay (b, c, d, n) = sum_t delta_t A,
-    state (b, c, d, n) = sum_s exp(sum_{s<k<=Q-1} delta_k A) B_s x_s. The decay exponents are
-    sums of non-positive terms counted back from the chunk end, so nothing overflows.
-    """
-    cum = torch.cumsum(delta[:, :, :, None, :] * A[None, None, :, :, None], dim=-1)  # (b, c, d, n, q), <= 0
-    total = cum[..., -1].clone()  # (b, c, d, n); a copy, so that cum is freed with the block
-    # sum_{s<k<=Q-1} dA_k = total - cum_s: the cumulative sum is non-increasing (every term <= 0),
-    # so this is <= 0 in floating point too
-    after = total[..., None] - cum  # (b, c, d, n, s)
-    v = Bc.transpose(2, 3)[:, :, None, :, :] * x[:, :, :, None, :]  # (b, c, d, n, s): B_s[n] x_s[d]
-    return total, (torch.exp(after) * v).sum(-1)
+_LOG2_E = 1.0 / math.log(2.0)
 
 
-def _chunk_outputs(delta: torch.Tensor, x: torch.Tensor, A: torch.Tensor, Bc: torch.Tensor, Cc: torch.Tensor,
-                   h_in: torch.Tensor) -> torch.Tensor:
-    """The outputs of every chunk from its entering state: y (b, c, d, q).
+def _linear_scan(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """All states of h_c = a_c * h_{c-1} + s_c along dim 1, h_{-1} = 0 (inclusive scan).
 
-    delta, x (b, c, d, q); A (d, n); Bc, Cc (b, c, q, n); h_in (b, c, d, n). The Q steps inside a
-    chunk run as a loop of Q vectorised steps over all chunks at once:
-    h_t = exp(delta_t A) h_{t-1} + B_t x_t, y_t = sum_n C_t[n] h_t[n].
-    """
-    b, c, d, q = x.shape
-    n = A.shape[1]
-    # time-major layouts, so that every step reads contiguous memory; (b, c) flattened for bmm
-    decay = torch.exp(delta.permute(3, 0, 1, 2)[..., None] * A).reshape(q, b * c, d, n)
-    v = (Bc.permute(2, 0, 1, 3)[:, :, :, None, :] * x.permute(3, 0, 1, 2)[..., None]).reshape(q, b * c, d, n)
-    C_t = Cc.permute(2, 0, 1, 3).reshape(q, b * c, n, 1)
-    h = h_in.reshape(b * c, d, n)
-    ys = []
-    for t in range(q):
-        h = torch.addcmul(v[t], decay[t], h)  # (b * c, d, n)
-        ys.append(torch.bmm(h, C_t[t]))  # (b * c, d, 1)
-    return torch.cat(ys, dim=-1).view(b, c, d, q)
-
-
-def _linear_scan(log_a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """All states of h_c = exp(log_a_c) * h_{c-1} + s_c along dim 1, h_{-1} = 0 (inclusive scan).
-
-    log_a, s (b, c, ...). Work-efficient parallel prefix scan (the Blelloch up/down sweep written
-    as odd/even recursion): adjacent pairs are combined, (a_e, s_e) then (a_o, s_o) ->
+    a, s (b, c, ...). Work-efficient parallel prefix scan (the Blelloch up/down sweep written as
+    odd/even recursion): adjacent pairs are combined, (a_e, s_e) then (a_o, s_o) ->
     (a_e a_o, a_o s_e + s_o), the half-length problem gives the states at odd positions, and one
-    more step gives the even ones. log2(c) levels of vectorised ops, O(c) work in all. Products of
-    decays stay in log space (sums of log_a), so they underflow to 0 at worst, never overflow.
+    more step gives the even ones (an odd last element needs no pair: it is an even position).
+    log2(c) levels of vectorised ops, O(c) work in all. Decays are kept as values, not logs: with
+    delta >= 0 and A <= 0 they lie in [0, 1], so their products underflow to 0 at worst, as exp of
+    summed logs would; the log form needs an exp at every level and was measured 2-5x slower.
     """
     nc = s.shape[1]
     if nc == 1:
         return s
-    if nc % 2:  # one neutral chunk at the end (decay 1, no input); dropped from the result
-        log_a = torch.cat([log_a, torch.zeros_like(log_a[:, :1])], dim=1)
-        s = torch.cat([s, torch.zeros_like(s[:, :1])], dim=1)
-    la_e, la_o = log_a[:, 0::2], log_a[:, 1::2]
-    s_e, s_o = s[:, 0::2], s[:, 1::2]
-    h_o = _linear_scan(la_e + la_o, torch.exp(la_o) * s_e + s_o)  # states at odd positions
-    h_before_e = torch.cat([torch.zeros_like(h_o[:, :1]), h_o[:, :-1]], dim=1)  # state before each even one
-    h_e = torch.exp(la_e) * h_before_e + s_e
-    return torch.stack((h_e, h_o), dim=2).flatten(1, 2)[:, :nc]
+    m = nc // 2
+    a_o, s_o = a[:, 1::2], s[:, 1::2]
+    h_o = _linear_scan(a[:, 0:2 * m:2] * a_o, torch.addcmul(s_o, a_o, s[:, 0:2 * m:2]))  # odd positions
+    h = torch.empty_like(s)  # slice assignments, not out=, so that autograd can run through it
+    h[:, 1::2] = h_o
+    h[:, 0] = s[:, 0]
+    h[:, 2::2] = torch.addcmul(s[:, 2::2], a[:, 2::2], h_o[:, :(nc - 1) // 2])  # h_2k = a_2k h_2k-1 + s_2k
+    return h
 
 
-def _chunk_scan(delta: torch.Tensor, x: torch.Tensor, A: torch.Tensor, Bc: torch.Tensor, Cc: torch.Tensor,
-                checkpointed: bool = False):
-    """The chunked recurrence on chunk views; returns y (b, c, d, q) and the final state (b, d, n).
+def _scan_from(a: torch.Tensor, s: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    """``_linear_scan`` from the state h0 instead of 0; returns (b, c + 1, ...) with h0 first.
 
-    delta, x (b, c, d, q); A (d, n); Bc, Cc (b, c, q, n). Three steps:
-
-    1. every chunk summarised as one step of the same recurrence (``_chunk_summary``): its log
-       decay and its state from a zero start, all chunks at once;
-    2. the states entering the chunks by a parallel prefix scan over chunks (``_linear_scan``):
-       log2(c) vectorised steps, no loop over chunks;
-    3. each chunk's outputs from its entering state (``_chunk_outputs``): Q vectorised steps over
-       all chunks at once.
-
-    Python does Q + O(log2(L/Q)) steps in all, never L/Q. Steps 1 and 3 run over blocks of chunks
-    of at most ``_BLOCK_ELEMENTS`` elements (a few large vectorised blocks) to bound memory. With
-    ``checkpointed`` each block and the scan are recomputed in the backward pass instead of
-    keeping their activations.
+    a, s (b, c, ...); h0 (b, ...). h0 enters as one more leading step (its decay is irrelevant: it
+    multiplies the zero state), so the result holds the state entering every chunk and, last, the
+    state leaving the last one.
     """
-    b, nc, d, q = x.shape
-    n = A.shape[1]
-    step = max(1, _BLOCK_ELEMENTS // max(1, b * d * n * q))
-    blocks = [slice(i, min(i + step, nc)) for i in range(0, nc, step)]
+    return _linear_scan(torch.cat([torch.ones_like(a[:, :1]), a], dim=1), torch.cat([h0[:, None], s], dim=1))
 
-    def run(fn, *args):
-        return checkpoint(fn, *args, use_reentrant=False) if checkpointed else fn(*args)
 
-    summaries = [run(_chunk_summary, delta[:, sl], x[:, sl], A, Bc[:, sl]) for sl in blocks]
-    log_decay = torch.cat([r[0] for r in summaries], dim=1)  # (b, c, d, n)
-    local_state = torch.cat([r[1] for r in summaries], dim=1)  # (b, c, d, n)
-    del summaries
-    h_out = run(_linear_scan, log_decay, local_state)  # (b, c, d, n): state leaving each chunk
-    h_in = torch.cat([torch.zeros_like(h_out[:, :1]), h_out[:, :-1]], dim=1)  # state entering each chunk
-    y = torch.cat([run(_chunk_outputs, delta[:, sl], x[:, sl], A, Bc[:, sl], Cc[:, sl], h_in[:, sl])
-                   for sl in blocks], dim=1)  # (b, c, d, q)
-    return y, h_out[:, -1].clone()  # a copy: the caller's final state does not pin h_out
+def _time_major(t: torch.Tensor, q: int, pad: int) -> torch.Tensor:
+    """(b, k, l) -> (q, c, b, k), contiguous, zero-padded to c * q steps.
+
+    Step t of every chunk is one contiguous (c, b, k) slab, and so is the slice of a block of
+    chunks: (q, chunks, b, k) -> (q, chunks * b, k) is a view.
+    """
+    b, k, _ = t.shape
+    return F.pad(t, (0, pad)).view(b, k, -1, q).permute(3, 2, 0, 1).contiguous()
+
+
+def _seq_major(t: torch.Tensor, length: int) -> torch.Tensor:
+    """(q, c, b, k) -> (b, k, length): the inverse of ``_time_major``, padding dropped."""
+    q, nc, b, k = t.shape
+    return t.permute(2, 3, 1, 0).reshape(b, k, nc * q)[:, :, :length]
+
+
+def _blocks(nc: int, chunk_elements: int) -> list[tuple[int, int]]:
+    """Chunk ranges [c0, c1) whose block tensors hold at most ``_BLOCK_ELEMENTS`` (>= 1 chunk)."""
+    step = max(1, _BLOCK_ELEMENTS // max(1, chunk_elements))
+    return [(c0, min(c0 + step, nc)) for c0 in range(0, nc, step)]
+
+
+def _buffers(count: int, blocks: list[tuple[int, int]], chunk_elements: int, like: torch.Tensor):
+    """``count`` flat buffers for the largest block, allocated once per pass: per-block allocations
+    of this size were measured to cost page faults (and 30%+ of the time) at long L."""
+    numel = max(c1 - c0 for c0, c1 in blocks) * chunk_elements
+    return [like.new_empty(numel) for _ in range(count)]
+
+
+def _shaped(buf: torch.Tensor, *shape: int) -> torch.Tensor:
+    """The leading elements of a flat buffer as a contiguous tensor of ``shape``."""
+    return buf[:math.prod(shape)].view(shape)
+
+
+class _ChunkedScan(torch.autograd.Function):
+    """h_t = exp(delta_t A) h_{t-1} + x_t B_t, y_t = C_t . h_t from h = 0, with a hand-written backward.
+
+    Inputs x = delta * u, delta (b, d, l); A (d, n); B, C (b, n, l), one float dtype; outputs y
+    (b, d, l) and the final state (b, d, n). The padded sequence is cut into c chunks of q steps,
+    and the chunks are processed in blocks laid out time-major, (q, r, n, d) with r = (chunks of
+    the block) * b: step t of every chunk of the block is one contiguous (r, n, d) slab, so a step
+    of all chunks at once is one vectorised op. d is innermost: the contractions over n (y = C . h,
+    dx = B . g) are bmm with a contiguous (n, d) operand; those over d are a product and a sum over
+    the contiguous last dim. The decays exp(delta A) are computed as exp2(delta * (A log2 e)), which
+    is several times faster on CPU and differs only by rounding.
+
+    Blocks run in order (in reverse order in the backward pass), each handing its boundary state
+    (adjoint) to the next; inside a block everything is vectorised over its chunks. Saved for the
+    backward pass: the inputs and the state entering every chunk, (c, b, n, d), i.e. 1/q of the
+    states; the backward pass recomputes decays and per-step states block by block from them.
+    """
+
+    @staticmethod
+    def forward(ctx, x, delta, A, B, C, q):
+        b, d, l = x.shape
+        n = A.shape[1]
+        nc = max(1, -(-l // q))
+        pad = nc * q - l
+        # Padded tail: delta = 0 and x = 0, so decay 1 and no input: valid outputs and the final
+        # state are unchanged. (B, C are padded too, only so that every chunk has q steps.)
+        xs, ds, Bs, Cs = (_time_major(t, q, pad) for t in (x, delta, B, C))  # (q, c, b, d | n)
+        A2 = (A.t() * _LOG2_E).contiguous()  # (n, d): exp(delta A) = exp2(delta A2)
+        save = any(ctx.needs_input_grad)
+        h_in = x.new_empty(nc, b, n, d) if save else None  # the state entering every chunk
+        y = x.new_empty(q, nc, b, d)
+        h = x.new_zeros(b, n, d)  # the state entering the block
+        blocks = _blocks(nc, b * q * n * d)
+        a_buf, v_buf = _buffers(2, blocks, b * q * n * d, x)
+        for c0, c1 in blocks:
+            cb = c1 - c0
+            r = cb * b
+            dl = ds[:, c0:c1].reshape(q, r, d)
+            # block tensors (q, r, n, d) are written into contiguous buffers (out=): a
+            # broadcasting op would otherwise take the layout of its inputs
+            a = torch.mul(dl[:, :, None, :], A2, out=_shaped(a_buf, q, r, n, d)).exp2_()  # decays
+            v = torch.mul(Bs[:, c0:c1].reshape(q, r, n, 1), xs[:, c0:c1].reshape(q, r, 1, d),
+                          out=_shaped(v_buf, q, r, n, d))  # inputs x_t B_t
+            a_t, v_t = a.unbind(0), v.unbind(0)
+            # (1) each chunk's state from a zero start: q steps over all chunks of the block at once
+            s = v_t[0]
+            for t in range(1, q):
+                s = torch.addcmul(v_t[t], a_t[t], s)  # (r, n, d)
+            # (2) the states entering the chunks: parallel prefix over the block's chunks, from the
+            # state entering the block; a whole chunk decays by exp(sum_t delta_t A)
+            a_chunk = torch.mul(dl.sum(0)[:, None, :], A2).exp2_()  # (r, n, d)
+            hs = _scan_from(a_chunk.view(1, cb, b, n, d), s.view(1, cb, b, n, d), h[None])[0]  # (cb + 1, b, n, d)
+            h = hs[cb]
+            if save:
+                h_in[c0:c1] = hs[:cb]
+            # (3) the state of every step from the entering ones, in place of the inputs v
+            prev = hs[:cb].view(r, n, d)
+            for t in range(q):
+                prev = v_t[t].addcmul_(a_t[t], prev)  # (r, n, d): h_t
+            # y_t = C_t . h_t for all steps at once: (q r, 1, n) @ (q r, n, d)
+            y[:, c0:c1] = torch.bmm(Cs[:, c0:c1].reshape(q * r, 1, n), v.view(q * r, n, d)).view(q, cb, b, d)
+        if save:
+            ctx.save_for_backward(x, delta, A, B, C, h_in)
+            ctx.q = q
+        return _seq_major(y, l), h.transpose(1, 2).contiguous()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy, dh_last):
+        """The adjoint g_t = dL/dh_t runs backwards, g_t = C_t dy_t + a_{t+1} g_{t+1}, chunked like
+        the forward pass: each chunk from a zero carry, the carries by a prefix scan over the
+        reversed chunks, then the q steps again from the carries. With d(log a_t) = g_t a_t h_{t-1}:
+        dx_t = sum_n g_t B_t, dB_t = sum_d g_t x_t, dC_t = sum_d h_t dy_t,
+        ddelta_t = sum_n d(log a_t) A, dA = sum_{b,t} d(log a_t) delta_t.
+        """
+        x, delta, A, B, C, h_in = ctx.saved_tensors
+        q = ctx.q
+        b, d, l = x.shape
+        n = A.shape[1]
+        nc = h_in.shape[0]
+        pad = nc * q - l
+        xs, ds, Bs, Cs, dys = (_time_major(t, q, pad) for t in (x, delta, B, C, dy))  # (q, c, b, d | n)
+        At = A.t().contiguous()  # (n, d)
+        A2 = At * _LOG2_E
+        dx, ddelta = x.new_empty(q, nc, b, d), x.new_empty(q, nc, b, d)
+        dB, dC = x.new_empty(q, nc, b, n), x.new_empty(q, nc, b, n)
+        dAt = x.new_zeros(n, d)
+        carry = dh_last.transpose(1, 2)  # (b, n, d): the adjoint reaching the block from its right
+        blocks = _blocks(nc, b * q * n * d)
+        a_buf, g_buf, h_buf, ah_buf = _buffers(4, blocks, b * q * n * d, x)
+        for c0, c1 in reversed(blocks):
+            cb = c1 - c0
+            r = cb * b
+            dl = ds[:, c0:c1].reshape(q, r, d)
+            xb = xs[:, c0:c1].reshape(q, r, 1, d)
+            Bb = Bs[:, c0:c1].reshape(q, r, n)
+            dyb = dys[:, c0:c1].reshape(q, r, 1, d)
+            a = torch.mul(dl[:, :, None, :], A2, out=_shaped(a_buf, q, r, n, d)).exp2_()  # (q, r, n, d)
+            a_t = a.unbind(0)
+            g = torch.mul(Cs[:, c0:c1].reshape(q, r, n, 1), dyb, out=_shaped(g_buf, q, r, n, d))  # C_t dy_t
+            g_t = g.unbind(0)
+            # (1) each chunk's adjoint from a zero carry, back to its first step
+            gl = g_t[q - 1]
+            for t in range(q - 2, -1, -1):
+                gl = torch.addcmul(g_t[t], a_t[t + 1], gl)
+            # (2) the carries, by the prefix scan over the reversed chunks: k_c = a_first g_first
+            # = a_first gl_first + exp(sum_t delta_t A) k_{c+1}, from the carry entering the block
+            a_chunk = torch.mul(dl.sum(0)[:, None, :], A2).exp2_()  # (r, n, d)
+            ks = _scan_from(a_chunk.view(1, cb, b, n, d).flip(1), (a_t[0] * gl).view(1, cb, b, n, d).flip(1),
+                            carry[None])[0]  # (cb + 1, b, n, d), last chunk first
+            carry = ks[cb]
+            # (3) the adjoint of every step, in place: g_t += a_{t+1} g_{t+1}, and k_{c+1} at the
+            # chunk's last step
+            g_t[q - 1].add_(ks[:cb].flip(0).view(r, n, d))
+            for t in range(q - 2, -1, -1):
+                g_t[t].addcmul_(a_t[t + 1], g_t[t + 1])
+            dx[:, c0:c1] = torch.bmm(Bb.reshape(q * r, 1, n), g.view(q * r, n, d)).view(q, cb, b, d)
+            # the forward states again, from the saved entering ones: ah_t = a_t h_{t-1} (kept for
+            # d(log a)), h_t = ah_t + x_t B_t
+            h = torch.mul(Bb[..., None], xb, out=_shaped(h_buf, q, r, n, d))  # (q, r, n, d): x_t B_t, becomes h_t
+            ah = _shaped(ah_buf, q, r, n, d)
+            h_t, ah_t = h.unbind(0), ah.unbind(0)
+            prev = h_in[c0:c1].view(r, n, d)
+            for t in range(q):
+                prev = h_t[t].add_(torch.mul(a_t[t], prev, out=ah_t[t]))
+            dC[:, c0:c1] = h.mul_(dyb).sum(-1).view(q, cb, b, n)  # h is scratch from here on
+            dB[:, c0:c1] = torch.mul(g, xb, out=h).sum(-1).view(q, cb, b, n)
+            dlog_a = ah.mul_(g)  # (q, r, n, d): d(log a_t) = g_t a_t h_{t-1}; g is scratch from here on
+            ddelta[:, c0:c1] = torch.mul(dlog_a, At, out=g).sum(2).view(q, cb, b, d)
+            dAt += torch.mul(dlog_a, dl[:, :, None, :], out=h).sum((0, 1))
+        return (_seq_major(dx, l), _seq_major(ddelta, l), dAt.t(), _seq_major(dB, l), _seq_major(dC, l), None)
 
 
 def selective_scan_chunked(
@@ -273,39 +391,17 @@ def selective_scan_chunked(
     """Chunked pure-PyTorch selective scan (same arguments and semantics as the reference).
 
     Computes in float32 (float64 inputs stay float64) and returns ``out`` in u's dtype (the final
-    state, when asked, in the compute dtype). When gradients are needed the chunk computations and
-    the scan over chunks are recomputed in the backward pass (activation checkpointing) instead of
-    keeping their b * l * d * n * Q decay matrices alive: same gradients, bounded memory.
+    state, when asked, in the compute dtype). The recurrence itself is one autograd Function with a
+    hand-written backward that recomputes the per-step work from the per-chunk states; the
+    softplus/delta_bias prologue and the D/z epilogue are ordinary autograd ops around it.
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     cdt = torch.float64 if u.dtype == torch.float64 else torch.float32
-    b, d, l = u.shape
-    n = A.shape[1]
-    q = chunk_size
-    nc = max(1, -(-l // q))
-    pad = nc * q - l
-
     delta = _prepare_delta(delta, delta_bias, delta_softplus, cdt)  # (b, d, l)
     x = delta * u.to(cdt)  # (b, d, l): the Euler input delta_t * u_t
-    Bc, Cc = B.to(cdt), C.to(cdt)
-    if pad:
-        # delta = 0 and x = 0 at the padded tail: decay 1, no input, so valid outputs and the final
-        # state are unchanged.
-        delta = F.pad(delta, (0, pad))
-        x = F.pad(x, (0, pad))
-        Bc = F.pad(Bc, (0, pad))
-        Cc = F.pad(Cc, (0, pad))
-    # Chunk views: (b, c, d, q) and (b, c, q, n).
-    delta = delta.view(b, d, nc, q).transpose(1, 2)
-    x = x.view(b, d, nc, q).transpose(1, 2)
-    Bc = Bc.view(b, n, nc, q).permute(0, 2, 3, 1)
-    Cc = Cc.view(b, n, nc, q).permute(0, 2, 3, 1)
-    args = (delta, x, A.to(cdt), Bc, Cc)
-    checkpointed = torch.is_grad_enabled() and any(t.requires_grad for t in args)
-    y, h = _chunk_scan(*args, checkpointed=checkpointed)
-    y = y.transpose(1, 2).reshape(b, d, nc * q)[:, :, :l]  # (b, d, l)
+    y, h = _ChunkedScan.apply(x, delta, A.to(cdt), B.to(cdt), C.to(cdt), chunk_size)
     out = _finish(y, u, D, z, cdt).to(u.dtype)
     return (out, h) if return_last_state else out
 

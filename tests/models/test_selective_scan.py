@@ -133,16 +133,16 @@ def test_cuda_mamba_ssm_parity():
     assert torch.allclose(ours.double().cpu(), ref, rtol=1e-4, atol=1e-4)
 
 
-def test_checkpointed_training_path_equals_inference_path():
-    # With gradients the chunk computation is recomputed in backward (checkpointing); outputs and
-    # the final state must not depend on which path ran.
+def test_training_path_equals_inference_path():
+    # With gradients the scan also keeps the states entering the chunks for its backward pass;
+    # outputs and the final state must not depend on whether it did.
     u, delta, A, B, C, D, z, db = _inputs(2, 3, 4, 29, seed=7)
     with torch.no_grad():
         plain, h_plain = ss.selective_scan_chunked(u, delta, A, B, C, D, z, db, True, True, chunk_size=4)
     u.requires_grad_()
-    ckpt, h_ckpt = ss.selective_scan_chunked(u, delta, A, B, C, D, z, db, True, True, chunk_size=4)
-    assert ckpt.requires_grad
-    assert torch.equal(plain, ckpt.detach()) and torch.equal(h_plain, h_ckpt.detach())
+    train, h_train = ss.selective_scan_chunked(u, delta, A, B, C, D, z, db, True, True, chunk_size=4)
+    assert train.requires_grad
+    assert torch.equal(plain, train.detach()) and torch.equal(h_plain, h_train.detach())
 
 
 def test_long_sequence_float32_against_float64_recurrence():
@@ -172,7 +172,7 @@ def test_linear_scan_is_the_sequential_recurrence(nc):
     for c in range(nc):
         h = torch.exp(log_a[:, c]) * h + s[:, c]
         expected.append(h)
-    assert (ss._linear_scan(log_a, s) - torch.stack(expected, 1)).abs().max().item() <= 1e-13
+    assert (ss._linear_scan(torch.exp(log_a), s) - torch.stack(expected, 1)).abs().max().item() <= 1e-13
 
 
 def test_memory_blocks_do_not_change_results(monkeypatch):
@@ -198,7 +198,7 @@ def test_gradients_match_reference_many_chunks():
         assert (a - b).abs().max().item() <= 1e-10
 
 
-def _op_count(l, chunk):
+def _op_count(l, chunk, backward):
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Count(TorchDispatchMode):
@@ -208,14 +208,87 @@ def _op_count(l, chunk):
             Count.n += 1
             return func(*args, **(kwargs or {}))
 
-    u, delta, A, B, C, *_ = _inputs(1, 2, 2, l, dtype=torch.float32)
-    with torch.no_grad(), Count():
-        ss.selective_scan_chunked(u, delta, A, B, C, chunk_size=chunk)
+    inputs = [t.requires_grad_(backward) for t in _inputs(1, 2, 2, l, dtype=torch.float32)]
+    with Count():
+        out = ss.selective_scan_chunked(*inputs, True, chunk_size=chunk)
+        if backward:
+            out.sum().backward()  # CPU autograd runs the backward pass on this thread, in the mode
     return Count.n
 
 
-def test_no_python_loop_over_chunks():
-    # 16 -> 1024 chunks of 4 steps: a loop over chunks would add >= 2000 ops; the prefix scan adds
-    # a few ops per level (6 more levels).
-    few, many = _op_count(64, 4), _op_count(4096, 4)
-    assert many - few < 200, (few, many)
+@pytest.mark.parametrize("backward,bound", [(False, 200), (True, 400)])
+def test_no_python_loop_over_chunks(backward, bound):
+    # 16 -> 1024 chunks of 4 steps, all in one memory block at this size: a loop over chunks, in
+    # the forward or the hand-written backward pass, would add >= 1000 ops per loop; the prefix
+    # scans (one per pass) add a few ops per level (6 more levels).
+    few, many = _op_count(64, 4, backward), _op_count(4096, 4, backward)
+    assert many - few < bound, (few, many)
+
+
+def _grads(fn, inputs, seed):
+    """All input gradients of fn(*inputs) = (out, final state) against fixed random cotangents."""
+    out, h = fn(*inputs)
+    g = torch.Generator().manual_seed(seed)
+    w_out = torch.randn(out.shape, generator=g, dtype=out.dtype)
+    w_h = torch.randn(h.shape, generator=g, dtype=h.dtype)
+    return out, h, torch.autograd.grad((out * w_out).sum() + (h * w_h).sum(), inputs)
+
+
+@pytest.mark.parametrize("l,chunk", [(37, 8), (50, 3), (16, 16), (7, 1)])
+def test_every_input_gradient_matches_reference_float64(l, chunk):
+    # u, delta, A, B, C, D, z, delta_bias, through the output and the final state, with softplus
+    names = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+    inputs = [t.requires_grad_() for t in _inputs(2, 5, 6, l, seed=12)]
+    _, _, g_ref = _grads(lambda *a: ss.selective_scan_reference(*a, True, return_last_state=True), inputs, 0)
+    _, _, g = _grads(lambda *a: ss.selective_scan_chunked(*a, True, return_last_state=True, chunk_size=chunk),
+                     inputs, 0)
+    for name, a, b in zip(names, g, g_ref):
+        assert (a - b).abs().max().item() <= 1e-8, name
+
+
+@pytest.mark.parametrize("blocks_of", [None, 1, 2])
+def test_gradcheck_chunked_function(monkeypatch, blocks_of):
+    # several chunks (11 steps in chunks of 3: the last one padded), every optional term on, the
+    # final state as a second output; one memory block, or blocks of 1 or 2 chunks
+    if blocks_of is not None:
+        monkeypatch.setattr(ss, "_BLOCK_ELEMENTS", blocks_of * 2 * 3 * 2 * 3)  # chunks * (b q n d)
+    inputs = [t.requires_grad_() for t in _inputs(2, 3, 2, 11, seed=13)]
+    assert torch.autograd.gradcheck(
+        lambda *a: ss.selective_scan_chunked(*a, True, return_last_state=True, chunk_size=3), inputs
+    )
+
+
+@pytest.mark.parametrize("blocks_of", [3, 4])
+def test_odd_chunk_count_over_many_blocks(monkeypatch, blocks_of):
+    # 57 steps in chunks of 4: 15 chunks, in 5 blocks of 3 or in blocks of 4, 4, 4, 3; the state
+    # and the adjoint cross every block boundary
+    b, d, n, q = 2, 3, 4, 4
+    monkeypatch.setattr(ss, "_BLOCK_ELEMENTS", blocks_of * b * q * n * d)
+    assert len(ss._blocks(15, b * q * n * d)) == -(-15 // blocks_of) > 2
+    inputs = [t.requires_grad_() for t in _inputs(b, d, n, 57, seed=14)]
+    out_ref, h_ref, g_ref = _grads(lambda *a: ss.selective_scan_reference(*a, True, return_last_state=True),
+                                   inputs, 1)
+    out, h, g = _grads(lambda *a: ss.selective_scan_chunked(*a, True, return_last_state=True, chunk_size=q),
+                       inputs, 1)
+    assert (out - out_ref).abs().max().item() <= 1e-10
+    assert (h - h_ref).abs().max().item() <= 1e-10
+    for a, b_ in zip(g, g_ref):
+        assert (a - b_).abs().max().item() <= 1e-8
+
+
+def test_backward_saves_no_per_step_states():
+    # What autograd keeps for the backward pass: the inputs, (b, d, l)-sized tensors of the
+    # prologue/epilogue and the states entering the chunks, (b, l/q, n, d); never a (b, l, d, n)
+    # tensor of per-step states or decays.
+    b, d, n, l, q = 2, 8, 16, 256, 8
+    sizes = []
+
+    def pack(t):
+        sizes.append(t.numel())
+        return t
+
+    inputs = [t.requires_grad_() for t in _inputs(b, d, n, l, dtype=torch.float32, seed=15)]
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        ss.selective_scan_chunked(*inputs, True, chunk_size=q).sum().backward()
+    assert max(sizes) <= b * d * n * l // q, max(sizes)
+    assert b * d * n * l // q in sizes  # the entering states are what it keeps
