@@ -28,7 +28,9 @@ def expected_jobs(config: dict, ablations: dict[str, dict]) -> dict[str, int]:
             variants = sorted(set(variants) | {"full"})
         datasets = config["tables"][table]["datasets"] or enabled
         per_table_datasets[table] = datasets if variants else []
-        runs |= {(d, v, s) for d in datasets for v in variants for s in range(seeds)}
+        limit = config["tables"][table].get("max_seeds")
+        table_seeds = seeds if limit is None else min(seeds, limit)
+        runs |= {(d, v, s) for d in datasets for v in variants for s in range(table_seeds)}
     return {
         "synth_data": len([n for n in enabled if "synthetic" in config["datasets"][n]]),
         "check_data": len(enabled),
@@ -67,11 +69,11 @@ def test_default_dry_run_lists_expected_jobs(dry_run):
 
 def test_default_dry_run_counts_for_the_thirteen_core_variants(dry_run):
     """The default: 3 synthetic datasets x full x 3 seeds for the main tables, plus the 12 other
-    core variants x 3 seeds on synth_tacos; each backbone file adds 3 runs."""
+    core variants x 2 seeds (max_seeds: 2) on synth_tacos; each backbone file adds 2 runs."""
     counts = job_counts(dry_run)
     extra = [v for v in _ablations(REPO / "ablations") if v not in CORE_VARIANTS]
-    assert counts["train"] == 45 + 3 * len(extra)
-    assert sum(counts.values()) == 71 + 3 * len(extra)
+    assert counts["train"] == 9 + 12 * 2 + 2 * len(extra)
+    assert sum(counts.values()) == 59 + 2 * len(extra)
 
 
 CORE_VARIANTS = {"full", "no_gate", "no_acc", "no_spc", "no_contrast", "pure_mamba", "pure_transformer",
@@ -125,8 +127,9 @@ def _edit_config(workdir, edit):
         (lambda c: c["tables"]["ablation"].update(datasets=["nope"]), "'nope'"),
         (lambda c: c["tables"]["ablation"].update(variants=["stride_3"]), "'stride_3'"),
         (lambda c: c["datasets"]["synth_mad"].update(paper="charades"), "'charades'"),
+        (lambda c: c["tables"]["stride"].update(max_seeds=0), "max_seeds"),
     ],
-    ids=["enabled-without-path", "unknown-dataset", "variant-not-in-table", "bad-enum"],
+    ids=["enabled-without-path", "unknown-dataset", "variant-not-in-table", "bad-enum", "max-seeds-zero"],
 )
 def test_bad_config_file_stops_with_its_name(tmp_path, edit, named):
     workdir = copy_workflow(tmp_path / "wf")
@@ -147,7 +150,8 @@ def test_bad_ablation_file_is_named(tmp_path):
 
 
 def test_dropped_in_ablation_joins_the_dag_and_its_table(tmp_path):
-    """A new YAML in ablations/ is the only edit: 3 new runs, and the ablation table and plot read them."""
+    """A new YAML in ablations/ is the only edit: 2 new runs (the ablation table's max_seeds), and
+    the ablation table and plot read them."""
     workdir = copy_workflow(tmp_path / "wf")
     (workdir / "ablations" / "window_3.yaml").write_text(
         'description: "Local attention window 3"\ntables: [ablation]\n'
@@ -155,11 +159,28 @@ def test_dropped_in_ablation_joins_the_dag_and_its_table(tmp_path):
     result = snakemake(workdir, "-n", "--cores", "2", "results/tables/ablation_synth_tacos.csv")
     text = result.stdout + result.stderr
     assert result.returncode == 0, text
-    for seed in range(3):
+    for seed in range(2):
         assert f"results/runs/synth_tacos/window_3/seed{seed}/metrics.json" in text
+    assert "results/runs/synth_tacos/window_3/seed2/metrics.json" not in text
     assert re.search(r"ablation=ablations/window_3\.yaml", text) or "window_3" in text
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     counts = job_counts(snakemake(workdir, "-n", "--cores", "2").stdout)
+    assert counts == expected_jobs(config, _ablations(workdir / "ablations"))
+
+
+def test_max_seeds_limits_a_tables_runs_and_inputs(tmp_path):
+    """`tables.ablation.max_seeds: 1`: the ablation table reads seed 0 only, `full` included (its
+    other seeds belong to the main table), and its variants train one seed."""
+    workdir = copy_workflow(tmp_path / "wf")
+    _edit_config(workdir, lambda c: c["tables"]["ablation"].update(max_seeds=1))
+    result = snakemake(workdir, "-n", "--forceall", "--cores", "2", "results/tables/ablation_synth_tacos.csv")
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text
+    assert "results/runs/synth_tacos/no_gate/seed0/metrics.json" in text
+    assert "results/runs/synth_tacos/full/seed0/metrics.json" in text
+    assert "no_gate/seed1" not in text and "full/seed1" not in text
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    counts = job_counts(snakemake(workdir, "-n", "--forceall", "--cores", "2").stdout)
     assert counts == expected_jobs(config, _ablations(workdir / "ablations"))
 
 

@@ -131,14 +131,21 @@ def table_variants(table):
     return [name for name in listed if name in chosen]
 
 
+def table_seeds(table):
+    """The first `tables.<table>.max_seeds` of the global seeds (all of them when null)."""
+    limit = _table_cfg(table).get("max_seeds")
+    return SEEDS if limit is None else SEEDS[:limit]
+
+
 def _runs():
     runs = set()
     for table in TABLES:
         variants = table_variants(table)
         if table != "main" and variants and "full" not in variants:
             variants = ["full"] + variants  # Δ columns are relative to `full`
+        seeds = table_seeds(table)
         for dataset in table_datasets(table):
-            runs.update((dataset, variant, seed) for variant in variants for seed in SEEDS)
+            runs.update((dataset, variant, seed) for variant in variants for seed in seeds)
     return sorted(runs)
 
 
@@ -152,12 +159,14 @@ def metrics_path(dataset, variant, seed):
     return f"results/runs/{dataset}/{variant}/seed{seed}/metrics.json"
 
 
-def run_metrics(dataset=None, variants=None):
-    """metrics.json of every run of the DAG (optionally one dataset / some variants)."""
+def run_metrics(dataset=None, variants=None, seeds=None):
+    """metrics.json of every run of the DAG (optionally one dataset / some variants / seeds)."""
     return [
         metrics_path(d, v, s)
         for d, v, s in RUNS
-        if (dataset is None or d == dataset) and (variants is None or v in variants)
+        if (dataset is None or d == dataset)
+        and (variants is None or v in variants)
+        and (seeds is None or s in seeds)
     ]
 
 
@@ -166,7 +175,8 @@ def table_metrics(table):
 
     def inputs(wildcards):
         variants = set(table_variants(table)) | ({"full"} if table != "main" else set())
-        return run_metrics(wildcards.dataset, variants)
+        # only the table's seeds, so that `full` is averaged over the same seeds as the variants
+        return run_metrics(wildcards.dataset, variants, table_seeds(table))
 
     return inputs
 
