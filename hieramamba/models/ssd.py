@@ -58,6 +58,8 @@ BACKENDS = ("auto", "torch", "mamba_ssm")
 # Q = 128: 668 / 2541 ms -- no clear winner, so the balanced 64.
 DEFAULT_CHUNK_SIZE = 64
 
+_LOG2E = 1.4426950408889634  # log2(e)
+
 
 # --------------------------------------------------------------------------------------------
 # backend selection
@@ -159,7 +161,8 @@ class _DecayedScores(torch.autograd.Function):
     is already <= 0, so the clamp changes nothing there; above the diagonal it would be positive
     (and could overflow), and the clamp makes it exp(0) = 1, which the lower-triangular ``CB``
     (b, g, 1, c, Q, Q), shared by the hg heads of a group, then zeroes. No inf or nan anywhere.
-    Measured: clamp + finite exp is ~2x cheaper than masking with -inf before the exp.
+    Measured: clamp + finite exp is ~2x cheaper than masking with -inf before the exp; the exp is
+    computed as exp2 of log2(e)-scaled exponents (see ``forward``).
 
     Hand-written backward (fewer full-size passes than autograd's chain sub -> clamp -> exp ->
     mul, no where/neg; measured ~3-4 % off the scan's forward+backward at l = 4k):
@@ -169,7 +172,11 @@ class _DecayedScores(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, Acs: torch.Tensor, CB: torch.Tensor) -> torch.Tensor:
-        W = torch.exp((Acs[..., :, None] - Acs[..., None, :]).clamp_(max=0.0))  # (b, g, hg, c, Q, Q)
+        # 2 ** (log2(e) * exponent): the same values up to float rounding, ~6x cheaper than
+        # torch.exp on the x86 CPU build measured (its exp2 kernel is vectorised, exp is not);
+        # the scaling touches the small (.., Q) tensor, not the (.., Q, Q) one.
+        Acs2 = Acs * _LOG2E
+        W = (Acs2[..., :, None] - Acs2[..., None, :]).clamp_(max=0.0).exp2_()  # (b, g, hg, c, Q, Q)
         scores = W * CB
         ctx.save_for_backward(W, CB, scores)
         return scores
