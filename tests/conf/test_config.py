@@ -106,6 +106,23 @@ def test_paper_scale_equals_the_released_table(composed, dataset):
     assert cfg.train.max_iters_per_epoch is None
 
 
+# What a scale may shrink (sizes, schedule) and what it must keep: the family's protocol, loss
+# recipe and architecture recipe, so that a smoke or default run exercises the released design.
+RECIPE_KEYS = ["model.backbone.input_stride", "model.early_fusion", "model.fusion.xattn_mode", "model.text.name",
+               "train.reg_loss", "train.acc.enable", "train.acc.weight", "train.acc.neg_ratio",
+               "train.acc.gap_ratio", "train.spc.enable", "train.spc.weight", "train.spc.neg_ratio",
+               "eval.ranks", "eval.iou_thresholds", "eval.pre_nms_topk", "eval.max_num_segs", "eval.protocol"]
+
+
+@pytest.mark.parametrize("scale", ["smoke", "default"])
+def test_small_scales_keep_the_family_recipe(composed, scale):
+    for d in DATASETS:
+        small, paper = composed[(d, scale)], composed[(d, "paper")]
+        wrong = {k: (OmegaConf.select(small, k), OmegaConf.select(paper, k)) for k in RECIPE_KEYS
+                 if OmegaConf.select(small, k) != OmegaConf.select(paper, k)}
+        assert not wrong, f"{d} at scale={scale}: (value, released value) {wrong}"
+
+
 def test_smoke_scale_is_tiny(composed):
     for d in DATASETS:
         cfg = composed[(d, "smoke")]
