@@ -242,6 +242,15 @@ def _shaped(buf: torch.Tensor, *shape: int) -> torch.Tensor:
     return buf[:math.prod(shape)].view(shape)
 
 
+def _block_decays(dl: torch.Tensor, A2: torch.Tensor, buf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decays of a block: per step exp(delta_t A), (q, r, n, d), written into ``buf``, and per
+    chunk exp(sum_t delta_t A), (r, n, d). dl (q, r, d); A2 = A^T log2(e), (n, d)."""
+    q, r, d = dl.shape
+    a = torch.mul(dl[:, :, None, :], A2, out=_shaped(buf, q, r, A2.shape[0], d)).exp2_()
+    a_chunk = torch.mul(dl.sum(0)[:, None, :], A2).exp2_()
+    return a, a_chunk
+
+
 class _ChunkedScan(torch.autograd.Function):
     """h_t = exp(delta_t A) h_{t-1} + x_t B_t, y_t = C_t . h_t from h = 0, with a hand-written backward.
 
@@ -282,7 +291,7 @@ class _ChunkedScan(torch.autograd.Function):
             dl = ds[:, c0:c1].reshape(q, r, d)
             # block tensors (q, r, n, d) are written into contiguous buffers (out=): a
             # broadcasting op would otherwise take the layout of its inputs
-            a = torch.mul(dl[:, :, None, :], A2, out=_shaped(a_buf, q, r, n, d)).exp2_()  # decays
+            a, a_chunk = _block_decays(dl, A2, a_buf)  # (q, r, n, d), (r, n, d)
             v = torch.mul(Bs[:, c0:c1].reshape(q, r, n, 1), xs[:, c0:c1].reshape(q, r, 1, d),
                           out=_shaped(v_buf, q, r, n, d))  # inputs x_t B_t
             a_t, v_t = a.unbind(0), v.unbind(0)
@@ -291,8 +300,7 @@ class _ChunkedScan(torch.autograd.Function):
             for t in range(1, q):
                 s = torch.addcmul(v_t[t], a_t[t], s)  # (r, n, d)
             # (2) the states entering the chunks: parallel prefix over the block's chunks, from the
-            # state entering the block; a whole chunk decays by exp(sum_t delta_t A)
-            a_chunk = torch.mul(dl.sum(0)[:, None, :], A2).exp2_()  # (r, n, d)
+            # state entering the block; a whole chunk decays by a_chunk = exp(sum_t delta_t A)
             hs = _scan_from(a_chunk.view(1, cb, b, n, d), s.view(1, cb, b, n, d), h[None])[0]  # (cb + 1, b, n, d)
             h = hs[cb]
             if save:
@@ -339,7 +347,7 @@ class _ChunkedScan(torch.autograd.Function):
             xb = xs[:, c0:c1].reshape(q, r, 1, d)
             Bb = Bs[:, c0:c1].reshape(q, r, n)
             dyb = dys[:, c0:c1].reshape(q, r, 1, d)
-            a = torch.mul(dl[:, :, None, :], A2, out=_shaped(a_buf, q, r, n, d)).exp2_()  # (q, r, n, d)
+            a, a_chunk = _block_decays(dl, A2, a_buf)  # (q, r, n, d), (r, n, d)
             a_t = a.unbind(0)
             g = torch.mul(Cs[:, c0:c1].reshape(q, r, n, 1), dyb, out=_shaped(g_buf, q, r, n, d))  # C_t dy_t
             g_t = g.unbind(0)
@@ -349,7 +357,6 @@ class _ChunkedScan(torch.autograd.Function):
                 gl = torch.addcmul(g_t[t], a_t[t + 1], gl)
             # (2) the carries, by the prefix scan over the reversed chunks: k_c = a_first g_first
             # = a_first gl_first + exp(sum_t delta_t A) k_{c+1}, from the carry entering the block
-            a_chunk = torch.mul(dl.sum(0)[:, None, :], A2).exp2_()  # (r, n, d)
             ks = _scan_from(a_chunk.view(1, cb, b, n, d).flip(1), (a_t[0] * gl).view(1, cb, b, n, d).flip(1),
                             carry[None])[0]  # (cb + 1, b, n, d), last chunk first
             carry = ks[cb]
