@@ -3,9 +3,6 @@ splits, reproducible crops and epoch orders, eval padding; the prior baseline.""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -24,12 +21,8 @@ from hieramamba.engine.inference import fit_prior, prior_predictions, score
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> GroundingDataset:
-    root = tmp_path_factory.mktemp("data")
-    res = subprocess.run([sys.executable, "-m", "hieramamba", "data", "synth", "--like", "tacos", "--scale", "smoke",
-                          "--seed", "1", "--out", str(root / "synth" / "synth_tacos")], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    return GroundingDataset.from_config("synth_tacos", data_root=root)
+def data(synth_tacos_smoke) -> GroundingDataset:
+    return GroundingDataset.from_config("synth_tacos", data_root=synth_tacos_smoke(1))
 
 
 def test_pad_video_and_texts():

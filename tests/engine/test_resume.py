@@ -21,12 +21,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    res = subprocess.run([sys.executable, "-m", "hieramamba", "data", "synth", "--like", "tacos", "--scale", "smoke",
-                          "--seed", "0", "--out", str(root / "synth" / "synth_tacos")], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    return root
+def data_root(synth_tacos_smoke):
+    return synth_tacos_smoke(0)
 
 
 def args(data_root, out, *extra):

@@ -5,8 +5,6 @@ converted checkpoint), trainable vs frozen projectors, query chunking. Resume: t
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,13 +18,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    out = root / "synth" / "synth_tacos"
-    res = subprocess.run([sys.executable, "-m", "hieramamba", "data", "synth", "--like", "tacos", "--scale", "smoke",
-                          "--seed", "0", "--out", str(out)], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    return root
+def data_root(synth_tacos_smoke) -> Path:
+    return synth_tacos_smoke(0)
 
 
 def args(data_root: Path, out: Path, *extra: str) -> list[str]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,12 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    res = subprocess.run([sys.executable, "-m", "hieramamba", "data", "synth", "--like", "tacos", "--scale", "smoke",
-                          "--seed", "0", "--out", str(root / "synth" / "synth_tacos")], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    return root
+def data_root(synth_tacos_smoke) -> Path:
+    return synth_tacos_smoke(0)
 
 
 @pytest.mark.parametrize("backbone", ["snag", "mstemba", "videomamba"])

@@ -1,0 +1,28 @@
+"""Fixtures of the engine tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def synth_tacos_smoke(tmp_path_factory):
+    """``root(seed)``: a folder holding ``synth/synth_tacos``, the smoke TACoS-like synthetic data of
+    that seed, written once per session through the CLI (``data_root=`` of the dataset config)."""
+    roots: dict[int, Path] = {}
+
+    def root(seed: int = 0) -> Path:
+        if seed not in roots:
+            folder = tmp_path_factory.mktemp(f"synth_tacos_seed{seed}")
+            res = subprocess.run([sys.executable, "-m", "hieramamba", "data", "synth", "--like", "tacos", "--scale",
+                                  "smoke", "--seed", str(seed), "--out", str(folder / "synth" / "synth_tacos")],
+                                 capture_output=True, text=True)
+            assert res.returncode == 0, res.stderr
+            roots[seed] = folder
+        return roots[seed]
+
+    return root
