@@ -163,23 +163,24 @@ def _maxrss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _call(fn, inputs, mode):
+    """One measured call: the forward without autograd ("fwd"), or forward + backward."""
+    if mode == "fwd":
+        with torch.no_grad():
+            fn(*inputs)
+    else:
+        args = [t.detach().requires_grad_() for t in inputs]
+        fn(*args).square().mean().backward()
+
+
 def run_point(impl, l, chunk, mode, repeats):
     inputs = _inputs(l)
     fn = _fn(impl, chunk)
     rss0 = _maxrss_mib()
-
-    def once():
-        if mode == "fwd":
-            with torch.no_grad():
-                fn(*inputs)
-        else:
-            args = [t.detach().requires_grad_() for t in inputs]
-            fn(*args).square().mean().backward()
-
     times = []
     for i in range(repeats + 1):
         t0 = time.perf_counter()
-        once()
+        _call(fn, inputs, mode)
         if i:  # the first run is the warm-up
             times.append(time.perf_counter() - t0)
     return {"impl": impl, "L": l, "chunk": chunk, "mode": mode, "median_s": statistics.median(times),
@@ -201,12 +202,7 @@ def interleaved(args) -> int:
             for impl, chunk, mode in configs:
                 fn = _fn(impl, chunk)
                 t0 = time.perf_counter()
-                if mode == "fwd":
-                    with torch.no_grad():
-                        fn(*inputs)
-                else:
-                    a = [t.detach().requires_grad_() for t in inputs]
-                    fn(*a).square().mean().backward()
+                _call(fn, inputs, mode)
                 if r:
                     times[(impl, chunk, mode)].append(time.perf_counter() - t0)
         for (impl, chunk, mode), ts in times.items():
