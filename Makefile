@@ -6,7 +6,7 @@ PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 CORES ?= all
 
-.PHONY: install test reproduce report lint clean-results
+.PHONY: install test reproduce report lint clean-results parity
 
 install:
 	$(PYTHON) -m pip install --quiet "$(TORCH_SPEC)"
@@ -24,3 +24,14 @@ lint: install
 
 clean-results:
 	rm -rf results/runs results/tables results/plots results/data results/bench results/report.html logs checkpoints
+
+# Our SSM kernels against mamba_ssm's (docs/parity.md). Without a GPU, Triton's interpreter runs
+# mamba_ssm's Triton kernels on CPU: this installs triton and mamba_ssm's Python sources (its CUDA
+# extension is skipped), unless an importable mamba_ssm is already there (a GPU machine).
+MAMBA_SSM_SPEC ?= mamba-ssm==2.3.2.post1
+TRITON_SPEC ?= triton>=3.8
+parity: install
+	$(PYTHON) -c "import mamba_ssm" 2>/dev/null || { \
+	  $(PYTHON) -m pip install --quiet "$(TRITON_SPEC)" && \
+	  MAMBA_FORCE_BUILD=TRUE MAMBA_SKIP_CUDA_BUILD=TRUE $(PYTHON) -m pip install --quiet --no-deps --no-build-isolation "$(MAMBA_SSM_SPEC)"; }
+	$(PYTHON) -m hieramamba parity --json results/parity/parity.json

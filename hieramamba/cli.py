@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "data": ("hieramamba.data.cli", "main", "synthesize or check a dataset (`data synth`, `data check`)"),
     "bench": ("hieramamba.bench.cli", "main", "benchmarks (`bench scaling`)"),
+    "parity": ("hieramamba.parity.cli", "main", "our SSM kernels against mamba_ssm's (CUDA, or Triton interpreted on CPU)"),
 }
 
 
