@@ -22,7 +22,8 @@ def test_scan_section_in_process(tmp_path, capsys):
         assert "error" not in p["chunked"], p["chunked"]
         assert p["chunked"]["fwd_s"] > 0 and p["chunked"]["fwd_bwd_s"] > 0 and p["chunked"]["gflops"] > 0
         assert p["chunked"]["fwd_peak_mb"] is None  # in-process: no honest peak memory
-    assert points[0]["loop"]["fwd_s"] > 0 and points[0]["speedup"] > 0
+    assert points[0]["loop"]["fwd_s"] > 0 and points[0]["speedup"] > 0 and points[0]["ideal_speedup"] > 0
+    assert report["scan"]["batched_matmul"]["gflops"] > 0
     assert points[1]["loop"] is None  # beyond --loop-max-length
     printed = capsys.readouterr().out
     assert "MALLOC_MMAP_MAX_" in printed and "SSD scan alone" in printed
