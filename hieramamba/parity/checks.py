@@ -199,3 +199,30 @@ def hydra_backend_check(device: str, d_model: int, l: int, b: int = 2, seed: int
     params = {"d_model": d_model, "l": l, "b": b, "seed": seed, "backends": [ref.backend_name, fast.backend_name]}
     tols = tolerances("cuda", errors, reduced=())
     return CheckResult("hydra_layer", params, device, errors, tols, time.perf_counter() - t0)
+
+
+def mamba2_block_check(upstream: Upstream, device: str, d_model: int, l: int, b: int = 2, d_state: int = 16,
+                       headdim: int = 16, seed: int = 0) -> CheckResult:
+    """Our unidirectional variant (``Hydra(bidirectional=False)``, torch scan) vs mamba_ssm's ``Mamba2``
+    module with the same weights. Loading our state_dict into theirs with ``strict=True`` checks the
+    parameter names and shapes; then the output, the input gradient and every parameter gradient
+    are compared. Theirs folds D, dt_bias and the softplus into the kernel; ours computes them outside."""
+    from hieramamba.models.ssm import Hydra
+
+    if upstream.mamba2 is None:
+        raise ValueError("mamba_ssm's Mamba2 module did not import")
+    torch.manual_seed(seed)
+    ours = Hydra(d_model, d_state=d_state, d_conv=4, headdim=headdim, bidirectional=False, backend="torch").to(device)
+    theirs = upstream.mamba2(d_model, d_state=d_state, d_conv=4, headdim=headdim, chunk_size=64,
+                             use_mem_eff_path=False).to(device)
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    gen = torch.Generator().manual_seed(seed)
+    inputs = {"u": _randn(gen, b, l, d_model).to(device)}
+    t0 = time.perf_counter()
+    errors = compare_with_grads(ours, theirs, inputs, seed)
+    theirs_params = dict(theirs.named_parameters())
+    for name, p_ours in ours.named_parameters():
+        errors[f"d_param.{name}"] = normalised_error(p_ours.grad, theirs_params[name].grad)
+    params = {"d_model": d_model, "l": l, "b": b, "d_state": d_state, "headdim": headdim, "seed": seed}
+    tols = tolerances(upstream.mode, errors, reduced=())
+    return CheckResult("mamba2_block", params, device, errors, tols, time.perf_counter() - t0)

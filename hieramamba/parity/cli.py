@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(TRITON_INTERPRET=1); auto: cuda when a GPU and an importable mamba_ssm are there")
     p.add_argument("--mamba-ssm-src", default=None,
                    help="mamba_ssm sources (an unpacked sdist) instead of the installed package")
-    p.add_argument("--quick", action="store_true", help="the small shapes only (~20 s interpreted on a 2-core CPU, against ~80 s for all)")
+    p.add_argument("--quick", action="store_true", help="the small shapes only (~30 s interpreted on a 2-core CPU, against ~2.5 min for all)")
     p.add_argument("--json", type=Path, default=None, help="write the report here")
     return p
 
@@ -56,6 +56,10 @@ def plan(upstream, quick: bool):
         items.append(lambda b=b, d=d, n=n, l=l: checks.selective_scan_check(upstream, device, b, d, n, l, "ref"))
         if cuda:
             items.append(lambda b=b, d=d, n=n, l=l: checks.selective_scan_check(upstream, device, b, d, n, l, "fn"))
+    if upstream.mamba2 is not None:
+        items.append(lambda: checks.mamba2_block_check(upstream, device, 64, 150))
+        if not quick:
+            items.append(lambda: checks.mamba2_block_check(upstream, device, 384, 1000, b=1, d_state=64, headdim=64))
     if cuda:
         items.append(lambda: checks.hydra_backend_check(device, 384, 1000))
     return items

@@ -18,7 +18,8 @@ What the interpreter needs:
   needed: the package ``__init__`` (which imports ``selective_scan_cuda``) is bypassed by
   registering a bare package module with the source folder as its path, and only the submodules
   used here are imported.
-- Four shims, applied only in interpreter mode and only while ``interpreter_shims`` is active:
+- Five shims, applied only in interpreter mode (3 and 4 only while ``interpreter_shims`` is
+  active):
   1. ``selective_scan_cuda``: a placeholder module, so that ``selective_scan_interface`` (which
      holds ``selective_scan_ref``) imports; its CUDA function is never called.
   2. autotuned kernels keep their first config: benchmarking configs needs a GPU driver, and the
@@ -27,6 +28,9 @@ What the interpreter needs:
      CPU tensor) becomes a null context.
   4. ``torch.cuda.get_device_properties(...).multi_processor_count`` (read by the backward
      kernels to size their work split) answers a fixed count.
+  5. ``huggingface_hub``, when it is not installed: a placeholder whose ``PyTorchModelHubMixin``
+     is an empty class, so that ``mamba_ssm.modules.mamba2`` (which mixes it into ``Mamba2`` for
+     hub uploads, never used here) imports.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class Upstream:
     rmsnorm: Callable  # mamba_ssm.ops.triton.layernorm_gated.rmsnorm_fn
     selective_scan_ref: Callable  # mamba_ssm.ops.selective_scan_interface.selective_scan_ref
     selective_scan_fn: Callable | None  # the CUDA kernel; None in interpreter mode
+    mamba2: type | None = None  # mamba_ssm.modules.mamba2.Mamba2, None when it does not import
 
 
 def locate_mamba_ssm(src: str | os.PathLike | None = None) -> Path:
@@ -146,7 +151,7 @@ def _load_for_cuda(package_dir: Path) -> Upstream:
         raise UpstreamUnavailable(f"mamba_ssm did not import on this CUDA machine: {err!r}") from err
     return Upstream(
         mamba_ssm_version(package_dir), package_dir, "cuda",
-        mamba_chunk_scan_combined, rmsnorm_fn, selective_scan_ref, selective_scan_fn,
+        mamba_chunk_scan_combined, rmsnorm_fn, selective_scan_ref, selective_scan_fn, _mamba2_class(),
     )
 
 
@@ -171,21 +176,35 @@ def _load_for_interpreter(package_dir: Path) -> Upstream:
         sys.modules["mamba_ssm"] = package
     if importlib.util.find_spec("selective_scan_cuda") is None:
         sys.modules.setdefault("selective_scan_cuda", types.ModuleType("selective_scan_cuda"))  # shim 1
+    if importlib.util.find_spec("huggingface_hub") is None:  # shim 5
+        hub = types.ModuleType("huggingface_hub")
+        hub.PyTorchModelHubMixin = type("PyTorchModelHubMixin", (), {})
+        sys.modules.setdefault("huggingface_hub", hub)
 
     from mamba_ssm.ops.selective_scan_interface import selective_scan_ref
     from mamba_ssm.ops.triton.layernorm_gated import rmsnorm_fn
     from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
     from triton.runtime import autotuner
 
-    for name, module in list(sys.modules.items()):  # shim 2
+    mamba2 = _mamba2_class()
+    for name, module in list(sys.modules.items()):  # shim 2, over every kernel imported above
         if name.startswith("mamba_ssm.") and module is not None:
             for value in vars(module).values():
                 if isinstance(value, autotuner.Autotuner):
                     value.configs = value.configs[:1]
     return Upstream(
         mamba_ssm_version(package_dir), package_dir, "interpreter",
-        mamba_chunk_scan_combined, rmsnorm_fn, selective_scan_ref, None,
+        mamba_chunk_scan_combined, rmsnorm_fn, selective_scan_ref, None, mamba2,
     )
+
+
+def _mamba2_class() -> type | None:
+    """mamba_ssm's ``Mamba2`` block, or None when its module does not import here."""
+    try:
+        from mamba_ssm.modules.mamba2 import Mamba2
+    except Exception:  # noqa: BLE001 - any import failure just leaves this check out
+        return None
+    return Mamba2
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from hieramamba.models.selective_scan import selective_scan_reference
 from hieramamba.models.ssd import ssd_scan_reference
+from hieramamba.models.ssm import Hydra
 from hieramamba.parity import checks
 from hieramamba.parity.upstream import Upstream
 
@@ -23,14 +24,29 @@ def _rmsnorm(x, weight, bias, z=None, eps=1e-6, group_size=None, norm_before_gat
     return h * F.silu(z) if norm_before_gate else h
 
 
-def _fake_upstream(chunk_scan=None, rmsnorm=None, selective_scan_ref=None) -> Upstream:
+class _Mamba2StandIn(Hydra):
+    """Mamba2's constructor over our unidirectional block; ``gate_order_wrong`` plants an error."""
+
+    gate_order_wrong = False
+
+    def __init__(self, d_model, d_state, d_conv, headdim, chunk_size, use_mem_eff_path):
+        super().__init__(d_model, d_state=d_state, d_conv=d_conv, headdim=headdim, bidirectional=False, backend="torch")
+        self.norm.norm_before_gate = self.gate_order_wrong
+
+
+class _Mamba2WrongGateOrder(_Mamba2StandIn):
+    gate_order_wrong = True
+
+
+def _fake_upstream(chunk_scan=None, rmsnorm=None, selective_scan_ref=None, mamba2=_Mamba2StandIn) -> Upstream:
     def scan(x, dt, A, B, C, chunk_size, D=None, z=None):
         return ssd_scan_reference(x, dt, A, B, C)
 
     def sel(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
         return selective_scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus).float()
 
-    return Upstream("fake", None, "interpreter", chunk_scan or scan, rmsnorm or _rmsnorm, selective_scan_ref or sel, None)
+    return Upstream("fake", None, "interpreter", chunk_scan or scan, rmsnorm or _rmsnorm, selective_scan_ref or sel, None,
+                    mamba2)
 
 
 def test_normalised_error():
@@ -48,6 +64,7 @@ def test_faithful_stand_ins_pass():
         checks.gated_rmsnorm_check(up, "cpu", 8, 32, True),
         checks.gated_rmsnorm_check(up, "cpu", 8, 32, False),
         checks.selective_scan_check(up, "cpu", 2, 6, 4, 30),
+        checks.mamba2_block_check(up, "cpu", 16, 20, d_state=4, headdim=8),
     ]
     for result in results:
         assert result.passed, (result.name, result.errors)
@@ -69,6 +86,8 @@ def test_wrong_upstreams_fail():
     assert checks.gated_rmsnorm_check(up, "cpu", 8, 32, True).passed  # the order it does implement
     assert not checks.gated_rmsnorm_check(up, "cpu", 8, 32, False).passed
     assert not checks.selective_scan_check(up, "cpu", 2, 6, 4, 30).passed
+    wrong_block = _fake_upstream(mamba2=_Mamba2WrongGateOrder)
+    assert not checks.mamba2_block_check(wrong_block, "cpu", 16, 20, d_state=4, headdim=8).passed
 
 
 def test_a_gradient_the_upstream_lacks_fails():

@@ -78,4 +78,4 @@ def test_against_the_real_mamba_ssm_kernels(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads(report.read_text())
     assert data["passed"] and len(data["checks"]) >= 5
-    assert {c["name"] for c in data["checks"]} >= {"ssd_scan", "gated_rmsnorm", "selective_scan_vs_ref"}
+    assert {c["name"] for c in data["checks"]} >= {"ssd_scan", "gated_rmsnorm", "selective_scan_vs_ref", "mamba2_block"}
