@@ -2,8 +2,9 @@
 
 Each check builds random inputs from a seed, runs ours and theirs on the same tensors, pulls the
 same random cotangent back through both, and compares every output and input gradient by the
-max-normalised error max|ours - theirs| / max|theirs|. A check passes when every compared tensor is
-within ``tol``. The upstream functions come from ``hieramamba.parity.upstream`` (CUDA kernels, or
+max-normalised error max|ours - theirs| / max|theirs|; checks of whole modules also compare every
+parameter gradient. A check passes when every compared tensor is within its tolerance
+(``TOLERANCES``). The upstream functions come from ``hieramamba.parity.upstream`` (CUDA kernels, or
 the same Triton kernels interpreted on CPU).
 """
 
@@ -92,8 +93,15 @@ def compare_with_grads(
     return errors
 
 
+def parameter_grad_errors(ours: torch.nn.Module, theirs: torch.nn.Module) -> dict[str, float]:
+    """``d_param.<name>`` -> error of that parameter's gradient, matched by name (after a backward)."""
+    theirs_params = dict(theirs.named_parameters())
+    return {f"d_param.{name}": normalised_error(p.grad, theirs_params[name].grad) for name, p in ours.named_parameters()}
+
+
 def tolerances(mode: str, errors: dict[str, float], reduced: tuple[str, ...]) -> dict[str, float]:
-    """Each compared tensor's tolerance: ``reduced`` names the sums over batch and time."""
+    """Each compared tensor's tolerance: ``reduced`` names the input gradients that are sums over
+    batch and time; parameter gradients (``d_param.*``) always are."""
     per_element, summed = TOLERANCES[mode]
     return {name: summed if name in reduced or name.startswith("d_param.") else per_element for name in errors}
 
@@ -194,8 +202,7 @@ def hydra_backend_check(device: str, d_model: int, l: int, b: int = 2, seed: int
     inputs = {"u": _randn(gen, b, l, d_model).to(device)}
     t0 = time.perf_counter()
     errors = compare_with_grads(ref, fast, inputs, seed)
-    for (name, p_ref), p_fast in zip(ref.named_parameters(), fast.parameters()):
-        errors[f"d_param.{name}"] = normalised_error(p_ref.grad, p_fast.grad)
+    errors.update(parameter_grad_errors(ref, fast))
     params = {"d_model": d_model, "l": l, "b": b, "seed": seed, "backends": [ref.backend_name, fast.backend_name]}
     tols = tolerances("cuda", errors, reduced=())
     return CheckResult("hydra_layer", params, device, errors, tols, time.perf_counter() - t0)
@@ -220,9 +227,7 @@ def mamba2_block_check(upstream: Upstream, device: str, d_model: int, l: int, b:
     inputs = {"u": _randn(gen, b, l, d_model).to(device)}
     t0 = time.perf_counter()
     errors = compare_with_grads(ours, theirs, inputs, seed)
-    theirs_params = dict(theirs.named_parameters())
-    for name, p_ours in ours.named_parameters():
-        errors[f"d_param.{name}"] = normalised_error(p_ours.grad, theirs_params[name].grad)
+    errors.update(parameter_grad_errors(ours, theirs))
     params = {"d_model": d_model, "l": l, "b": b, "d_state": d_state, "headdim": headdim, "seed": seed}
     tols = tolerances(upstream.mode, errors, reduced=())
     return CheckResult("mamba2_block", params, device, errors, tols, time.perf_counter() - t0)
