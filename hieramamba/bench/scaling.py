@@ -154,21 +154,14 @@ def measure_point(spec: dict) -> dict:
     fresh = bool(spec.get("fresh", False))
     result: dict[str, Any] = {"spec": spec}
 
-    if spec["kind"] == "matmul":
-        n = int(spec.get("size", 2048))
-        a = torch.randn(n, n, device=device)
-        b = torch.randn(n, n, device=device)
+    if spec["kind"] == "matmul":  # (n x n) @ (n x n); with a batch, that many at once (the scan's Q^3 blocks)
+        n, batch = int(spec.get("size", 2048)), spec.get("batch")
+        shape = (n, n) if batch is None else (int(batch), n, n)
+        a = torch.randn(*shape, device=device)
+        b = torch.randn(*shape, device=device)
         a @ b
         t = _median_time(lambda: a @ b, repeats, sync)
-        result.update(time_s=t, gflops=2.0 * n**3 / t / 1e9)
-        return result
-    if spec["kind"] == "bmm":  # the chunked scan's matmul shape: many (Q x Q) @ (Q x P) blocks
-        q, batch = int(spec.get("size", 64)), int(spec.get("batch", 2048))
-        a = torch.randn(batch, q, q, device=device)
-        b = torch.randn(batch, q, q, device=device)
-        torch.bmm(a, b)
-        t = _median_time(lambda: torch.bmm(a, b), repeats, sync)
-        result.update(time_s=t, gflops=2.0 * batch * q**3 / t / 1e9)
+        result.update(time_s=t, gflops=2.0 * int(batch or 1) * n**3 / t / 1e9)
         return result
 
     from hieramamba.models.ssd import recurrence_flops, ssd_flops, ssd_scan_chunked, ssd_scan_reference
@@ -340,7 +333,7 @@ def run(args) -> dict:
         lengths = args.scan_lengths
         mm = run_point(dict(common, kind="matmul", size=args.matmul_size), fresh, args.timeout, child_env)
         mm_gflops = mm.get("gflops")
-        bmm = run_point(dict(common, kind="bmm", size=args.chunk_size), fresh, args.timeout, child_env)
+        bmm = run_point(dict(common, kind="matmul", size=args.chunk_size, batch=2048), fresh, args.timeout, child_env)
         points = []
         print(f"\n## (a) SSD scan alone: b={SCAN_SHAPE['b']}, H={SCAN_SHAPE['h']}, P={SCAN_SHAPE['p']}, "
               f"N={SCAN_SHAPE['n']}, chunk={args.chunk_size}; matmul {args.matmul_size}^2 float32: "
