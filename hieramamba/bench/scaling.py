@@ -51,6 +51,8 @@ import sys
 import time
 from typing import Any
 
+from hieramamba.atomic import atomic_write_json
+
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
 
 SCAN_LENGTHS = [1024, 2048, 4096, 8192, 16384]
@@ -525,10 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     report = run(args)
     if args.out:
-        tmp = f"{args.out}.tmp"
-        with open(tmp, "w") as fh:
-            json.dump(report, fh, indent=1, default=str)
-        os.replace(tmp, args.out)
+        atomic_write_json(args.out, report, indent=1, default=str)
         print(f"\nwrote {args.out}")
     return 0
 

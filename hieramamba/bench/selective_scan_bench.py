@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from hieramamba.atomic import atomic_write_json
 from hieramamba.models import selective_scan as ss
 
 D_INNER, D_STATE = 768, 16
@@ -211,8 +212,7 @@ def interleaved(args) -> int:
             print(f"{impl:>5} {chunk:>3} {l:>6} {mode:>7} {statistics.median(ts):9.3f}  "
                   f"[{' '.join(f'{t:.2f}' for t in ts)}]", flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"points": points, "d_inner": D_INNER, "d_state": D_STATE, "interleaved": True}, f, indent=1)
+        atomic_write_json(args.json, {"points": points, "d_inner": D_INNER, "d_state": D_STATE, "interleaved": True}, indent=1)
     return 0
 
 
@@ -276,8 +276,7 @@ def main(argv=None) -> int:
                         print(f"{impl:>5} {chunk:>3} {l:>6} {mode:>7} {point['median_s']:9.3f} "
                               f"{point['peak_mib']:9.0f} {point['rss0_mib']:10.0f}", flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"points": points, "d_inner": D_INNER, "d_state": D_STATE}, f, indent=1)
+        atomic_write_json(args.json, {"points": points, "d_inner": D_INNER, "d_state": D_STATE}, indent=1)
     return 0
 
 

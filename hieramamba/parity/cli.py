@@ -11,11 +11,12 @@ Run it in a fresh process: the interpreter must be switched on before triton is 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
 from pathlib import Path
+
+from hieramamba.atomic import atomic_write_json
 
 # (b, l, h, p, g, n, chunk_size): odd lengths that are not chunk multiples, several groups, and the
 # Ego4D Hydra shape (d_inner 768 = 12 heads of 64, d_state 64, one group).
@@ -112,9 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r for r in results if not r.passed]
     print(f"{len(results) - len(failed)} of {len(results)} checks passed")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         report = {"environment": env, "passed": not failed, "checks": [r.as_dict() for r in results]}
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, report)
         print(f"wrote {args.json}")
     return 1 if failed else 0
 
