@@ -17,6 +17,11 @@ Ablation switches (all from config, see ``docs/model.md``):
 - ``local_mixer``: ``window_attention`` (SnAG encoder layer; ``window_size=0`` = global) | ``none``.
 - ``stride`` s, ``pool``: ``mean`` | ``max`` | ``attn`` | ``gated``.
 - ``reference_mask_quirk``: reproduce the authors' batch-summed interleaved mask.
+- ``reference_padding_leak``: reproduce the authors' unmasked SSM mixer (their Hydra, and their
+  ``Mamba2``, take no mask): the global mixer runs over the whole interleaved sequence, padded
+  tokens and anchors and the zero token that fills an odd last block included, so those steps
+  reach valid outputs through the depthwise-conv bias and the backward scan. The block's own
+  masking (input zeroed, mask applied after each branch) stays as in their code.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from hieramamba.models.norms import LayerScale, RMSNorm
 POOL_METHODS = ("mean", "max", "attn", "gated")
 GLOBAL_MIXERS = ("hydra", "mamba", "attention", "none")
 LOCAL_MIXERS = ("window_attention", "none")
+SSM_MIXERS = ("hydra", "mamba")  # the mixers the authors' code calls without a mask
 FFN_TYPES = ("auto", "linear", "swiglu")
 
 
@@ -218,7 +224,8 @@ class AMPBlock(nn.Module):
                  global_mixer: str = "hydra", local_mixer: str = "window_attention", window_size: int = 5,
                  local_heads: int = 2, global_heads: int = 4, dropout: float = 0.1, ffn: str = "auto",
                  d_state: int = 64, d_conv: int = 7, expand: int = 2, headdim: int = 64, chunk_size: int = 64,
-                 ssm_backend: str = "auto", reference_mask_quirk: bool = False, reference_precision: bool = False):
+                 ssm_backend: str = "auto", reference_mask_quirk: bool = False, reference_precision: bool = False,
+                 reference_padding_leak: bool = False):
         super().__init__()
         if int(stride) < 2:
             raise ConfigError(f"model.backbone.stride = {stride!r} must be an int >= 2")
@@ -232,6 +239,12 @@ class AMPBlock(nn.Module):
         self.global_kind = global_mixer
         self.local_kind = local_mixer
         self.reference_mask_quirk = bool(reference_mask_quirk)
+        if reference_padding_leak and global_mixer not in SSM_MIXERS:
+            # the leak is a property of the authors' SSM call; an attention or absent global mixer
+            # has no counterpart in their code, so the switch would mean nothing there
+            raise ConfigError(f"model.backbone.reference_padding_leak = true reproduces the authors' unmasked "
+                              f"SSM mixer and needs global_mixer in {list(SSM_MIXERS)}, got {global_mixer!r}")
+        self.reference_padding_leak = bool(reference_padding_leak)
 
         self.pool = AnchorPooling(self.stride, pool, d_model, dropout)
         self.global_mixer = build_global_mixer(global_mixer, d_model, d_state=d_state, d_conv=d_conv, expand=expand,
@@ -272,9 +285,12 @@ class AMPBlock(nn.Module):
             m = interleave_mask(mask, anchor_mask, s)  # (B, T')
         m_f = m[..., None].to(c.dtype)  # (B, T', 1)
 
+        # the authors' Hydra gets no mask: padded steps feed its conv and backward scan
+        mixer_mask = None if self.reference_padding_leak else m
+
         f = c
         if self.global_mixer is not None:
-            g = (self.scale_global(self.global_mixer(self.norm_global(f), m)) + f) * m_f
+            g = (self.scale_global(self.global_mixer(self.norm_global(f), mixer_mask)) + f) * m_f
             if self.gated:
                 w = torch.sigmoid(self.gate_global(torch.cat((f, g), dim=-1)))
                 g = w * g + (1.0 - w) * f

@@ -49,7 +49,8 @@ class HieraMambaBackbone(nn.Module):
                  local_mixer: str = "window_attention", window_size: int = 5, num_window_blocks: int = 5,
                  local_heads: int = 2, global_heads: int = 4, dropout: float = 0.1, ffn: str = "auto",
                  d_state: int = 64, d_conv: int = 7, expand: int = 2, headdim: int = 64, chunk_size: int = 64,
-                 ssm_backend: str = "auto", reference_mask_quirk: bool = False, reference_precision: bool = False):
+                 ssm_backend: str = "auto", reference_mask_quirk: bool = False, reference_precision: bool = False,
+                 reference_padding_leak: bool = False):
         super().__init__()
         add_embedding_layers(self, in_dim, embd_dim, max_seq_len, num_convs, input_stride, use_abs_pe,
                              reference_precision)  # embd_fc, embd_convs, embd_norms, pe, input_stride
@@ -69,7 +70,7 @@ class HieraMambaBackbone(nn.Module):
                      local_heads=local_heads, global_heads=global_heads, dropout=dropout, ffn=ffn,
                      d_state=d_state, d_conv=d_conv, expand=expand, headdim=headdim, chunk_size=chunk_size,
                      ssm_backend=ssm_backend, reference_mask_quirk=reference_mask_quirk,
-                     reference_precision=reference_precision)
+                     reference_precision=reference_precision, reference_padding_leak=reference_padding_leak)
             for i in range(num_levels)
         )
         zero_linear_conv_biases(self)

@@ -24,7 +24,11 @@ and their unidirectional ``Mamba2`` variant (no released config uses either) are
 The authors' code does three float32 round-trips that ours does not by default (RMSNorm in
 float32 then weight, ``A = -exp(A_log.float())``, the PE table in float32). Build the model with
 ``reference_precision=True`` (config ``model.reference_precision``), or call
-:func:`set_reference_precision` on a built model, to reproduce them.
+:func:`set_reference_precision` on a built model, to reproduce them. Their outputs on a padded
+window (every evaluation window is padded to a multiple of the coarsest stride) or at an odd level
+length also need their unmasked Hydra, ``model.backbone.reference_padding_leak=true``, and at
+B > 1 their interleaved mask, ``model.backbone.reference_mask_quirk=true``; both are structural
+config keys, so they are set when the model is built, not here.
 """
 
 from __future__ import annotations

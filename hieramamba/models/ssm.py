@@ -42,7 +42,8 @@ zeros there) and dt is zeroed after the softplus (no input and no decay at padde
 values at padded positions never change any valid output, in either direction; a sequence with
 appended padding gives exactly the outputs of the unpadded sequence. **The authors' Hydra leaks
 padding** (hieramamba-reference.md §1.10-2): nothing inside it masks, and its backward scan and the
-conv carry padded values (conv bias, dt > 0) into valid outputs. ``mask=None`` reproduces that.
+conv carry padded values (conv bias, dt > 0) into valid outputs. ``mask=None`` reproduces that;
+the AMP block calls its mixer so under ``model.backbone.reference_padding_leak``.
 
 Precision. The scan always accumulates in float32 (float64 stays float64). Default: the scan
 output stays in float32 through the shift, the diagonal term and the gated RMSNorm; only

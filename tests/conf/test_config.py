@@ -142,6 +142,15 @@ def test_ablation_by_name_and_by_path(tmp_path):
     assert by_path.train.acc.weight == 3.5 and by_path.train.spc.enable is False and by_path.variant == "my_variant"
 
 
+def test_reference_quirks_turns_on_every_switch_reproducing_the_authors_code():
+    base = compose_config(["dataset=synth_tacos", "scale=smoke"])
+    quirks = compose_config(["dataset=synth_tacos", "scale=smoke", "ablation=reference_quirks"])
+    switches = ["model.backbone.reference_mask_quirk", "model.backbone.reference_padding_leak",
+                "model.reference_precision", "train.frozen_projectors"]
+    assert config_diff(base, quirks) == sorted(switches + ["variant"])
+    assert all(OmegaConf.select(base, k) is False and OmegaConf.select(quirks, k) is True for k in switches)
+
+
 def test_unknown_keys_are_rejected_by_name(tmp_path):
     with pytest.raises(ConfigError, match="train.lrr"):
         compose_config(["scale=smoke", "train.lrr=0.1"])

@@ -192,3 +192,105 @@ def test_input_is_not_modified_in_place():
     before = x.clone()
     block(x, mask)
     assert torch.equal(x, before)
+
+
+# --------------------------------------------------------------------------------------------
+# reference_padding_leak: the authors' Hydra takes no mask (reference §1.2 step 5, §1.10-2)
+# --------------------------------------------------------------------------------------------
+
+def leaky_weights(block):
+    """Every branch at full strength and random non-zero biases (the trained state the leak needs:
+    the depthwise-conv bias and dt_bias make padded steps non-zero inside Hydra)."""
+    strengthen(block)
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in block.named_parameters():
+            if name.endswith("bias"):
+                p.copy_(0.5 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return block
+
+
+def _max_diff(ours, ref, valid_tokens=None, valid_anchors=None):
+    """Max abs difference of (anchors, tokens); restricted to the valid columns when given."""
+    cut_a = slice(None) if valid_anchors is None else slice(0, valid_anchors)
+    cut_t = slice(None) if valid_tokens is None else slice(0, valid_tokens)
+    a, t = ours[0][..., cut_a] - ref[0][..., cut_a], ours[1][..., cut_t] - ref[1][..., cut_t]
+    return max(float(a.abs().max()), float(t.abs().max()))
+
+
+# (length, valid length per row, reference_mask_quirk)
+AUTHORS_CASES = {
+    "padded window, B=1": (12, (7,), False),
+    "odd length, every input valid, B=1": (9, (9,), False),
+    "padded batch, B=2, batch-summed mask": (12, (5, 2), True),
+}
+
+
+@needs_ssm
+@pytest.mark.parametrize("case", sorted(AUTHORS_CASES))
+def test_padding_leak_reproduces_the_authors_block(case):
+    from authors_amp import authors_gated_block
+
+    length, valid, quirk = AUTHORS_CASES[case]
+    torch.manual_seed(0)
+    block = leaky_weights(small_block(window_size=3, reference_mask_quirk=quirk,
+                                      reference_padding_leak=True).double().eval())
+    x = torch.randn(len(valid), 16, length, dtype=torch.float64)
+    mask = torch.zeros(len(valid), 1, length, dtype=torch.bool)
+    for i, n in enumerate(valid):
+        mask[i, :, :n] = True
+        x[i, :, n:] = 1e3  # the authors zero the padded input first; so do we
+    ref = authors_gated_block(block, x, mask)
+    with torch.no_grad():
+        ours = block(x, mask)
+    assert torch.equal(ours[2], ref[2])
+    assert _max_diff(ours, ref) <= 1e-10  # every position, padded ones included
+    # the same weights with our masked Hydra: the valid outputs move, so the switch is what matches
+    block.reference_padding_leak = False
+    with torch.no_grad():
+        fixed = block(x, mask)
+    moved = [_max_diff([o[i:i + 1] for o in fixed], [r[i:i + 1] for r in ref], n, math.ceil(n / 2))
+             for i, n in enumerate(valid)]
+    assert max(moved) > 1e-4, moved  # (1e-2, 2e-2, 2e-3 with these seeds)
+
+
+@needs_ssm
+@pytest.mark.parametrize("mixer", ["hydra", "mamba"])
+def test_padding_leak_equals_the_unmasked_mixer_on_the_padded_sequence(mixer):
+    """Hand expectation without the local branch (the SSM is then the only mixing across steps):
+    with the switch on, the valid outputs of a masked window are those of the same block run with
+    every step valid on the sequence the authors' Hydra sees (zeros at padded tokens, and an odd
+    last block filled with a zero token)."""
+    torch.manual_seed(0)
+    block = leaky_weights(small_block(global_mixer=mixer, local_mixer="none",
+                                      reference_padding_leak=True).double().eval())
+    with torch.no_grad():
+        # a padded window: 7 valid steps of 12, garbage in the padding
+        x = torch.randn(1, 16, 12, dtype=torch.float64)
+        mask = torch.zeros(1, 1, 12, dtype=torch.bool)
+        mask[..., :7] = True
+        padded = x.masked_fill(~mask, 0.0)
+        leaky = block(x.masked_fill(~mask, 1e3), mask)
+        assert _max_diff(leaky, block(padded, None), 7, 4) <= 1e-10
+        # an odd length with every step valid = the even length with a real zero step appended
+        odd = torch.randn(1, 16, 9, dtype=torch.float64)
+        leaky_odd = block(odd, None)
+        assert _max_diff(leaky_odd, block(torch.cat((odd, torch.zeros(1, 16, 1, dtype=odd.dtype)), -1), None),
+                         9, 5) <= 1e-10
+        # switch off: the padded window gives the unpadded window's outputs (padding invariance)
+        block.reference_padding_leak = False
+        alone = block(x[..., :7], None)
+        assert _max_diff(block(x.masked_fill(~mask, 1e3), mask), alone, 7, 4) <= 1e-10
+        if mixer == "hydra":  # the backward scan carries the padded steps into valid outputs
+            assert _max_diff(leaky, alone, 7, 4) > 1e-4  # 3e-3 with these seeds
+            assert _max_diff(leaky_odd, block(odd, None), 9, 5) > 1e-4  # 2e-3
+        else:  # the causal scan and conv cannot see steps after the valid ones: nothing leaks
+            assert _max_diff(leaky, alone, 7, 4) <= 1e-10
+            assert _max_diff(leaky_odd, block(odd, None), 9, 5) <= 1e-10
+
+
+@pytest.mark.parametrize("mixer", ["attention", "none"])
+def test_padding_leak_needs_an_ssm_global_mixer(mixer):
+    with pytest.raises(ConfigError, match="reference_padding_leak.*global_mixer"):
+        small_block(global_mixer=mixer, reference_padding_leak=True)
+    assert not small_block(global_mixer=mixer).reference_padding_leak

@@ -85,6 +85,41 @@ def test_backbone_quirk_changes_valid_outputs(mixer):
     assert _backbone_pad_diff(net, torch.float64) > 1e-3
 
 
+@needs_ssm
+def test_backbone_padding_leak_reproduces_the_authors_blocks():
+    """An evaluation window as the authors pad it (B = 1, 19 valid steps zero-padded to 24, a multiple
+    of the coarsest stride 8): with the switch on, every level equals the authors' blocks (restated
+    in authors_amp.py) chained on the embedded input; the last level has odd length 3, so its zero
+    pad token enters Hydra too. With the switch off the valid outputs move."""
+    from authors_amp import authors_gated_block
+
+    torch.manual_seed(0)
+    net = strengthen(small(global_mixer="hydra", window_size=3, num_window_blocks=2,
+                           reference_padding_leak=True).double().eval())
+    assert all(block.reference_padding_leak for block in net.branch)
+    with torch.no_grad():
+        for name, p in net.named_parameters():  # trained-like: non-zero biases (conv, dt, gates)
+            if name.endswith("bias"):
+                p.copy_(0.5 * torch.randn_like(p))
+        x = torch.randn(1, 6, 24, dtype=torch.float64)
+        mask = torch.zeros(1, 1, 24, dtype=torch.bool)
+        mask[..., :19] = True
+        out = net(x, mask)
+        tokens, token_mask = net.embed(x, mask)
+        for level, block in enumerate(net.branch):
+            anchors, fpn, anchor_mask, _ = authors_gated_block(block, tokens, token_mask)
+            assert float((out.fpn[level] - fpn).abs().max()) <= 1e-10, level
+            assert float((out.anchors[level] - anchors).abs().max()) <= 1e-10, level
+            assert torch.equal(out.anchor_masks[level], anchor_mask)
+            tokens, token_mask = anchors, anchor_mask
+        assert [f.shape[-1] for f in out.fpn] == [24, 12, 6, 3]
+        for block in net.branch:
+            block.reference_padding_leak = False
+        fixed = net(x, mask)
+    moved = max(float((a - b)[..., m[0, 0]].abs().max()) for a, b, m in zip(fixed.fpn, out.fpn, out.fpn_masks))
+    assert moved > 1e-4, moved
+
+
 def test_window_schedule_and_bias_init():
     net = small(num_levels=7, window_size=3, num_window_blocks=5)
     windows = [blk.local_mixer.attn.attn.window_size for blk in net.branch]

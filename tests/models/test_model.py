@@ -125,3 +125,23 @@ def test_seed_backbone_gets_generic_keys_and_its_own_mapping():
     cfg.backbone.bogus = 1
     with pytest.raises(ConfigError, match="bogus"):
         build_model(cfg, video_dim=5, text_dim=6)
+
+
+def test_reference_padding_leak_reaches_every_block_from_the_yaml():
+    cfg = OmegaConf.load(CONF)
+    cfg.embd_dim = 16
+    cfg.max_seq_len = 32
+    cfg.backbone.update(num_levels=3, d_state=8, headdim=8)
+    cfg.text.update(embd_dim=8, num_layers=1)
+    assert cfg.backbone.reference_padding_leak is False  # the fix is the default
+    assert not any(b.reference_padding_leak for b in build_model(cfg, video_dim=5, text_dim=6).backbone.branch)
+    cfg.backbone.reference_padding_leak = True
+    model = build_model(cfg, video_dim=5, text_dim=6).eval()
+    assert all(b.reference_padding_leak for b in model.backbone.branch)
+    assert len(model(*inputs()).logits) == 3
+    cfg.backbone.global_mixer = "attention"  # no unmasked counterpart in the authors' code
+    with pytest.raises(ConfigError, match="reference_padding_leak"):
+        build_model(cfg, video_dim=5, text_dim=6)
+    cfg.backbone.name = "snag"  # a seed backbone never receives the AMP-only key
+    cfg.backbone.snag = {"window_size": 3, "n_heads": 2}
+    assert type(build_model(cfg, video_dim=5, text_dim=6).backbone).__name__ == "SnAGBackbone"
