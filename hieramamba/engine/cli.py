@@ -13,6 +13,10 @@ evaluates the EMA weights and writes DIR/predictions.json and DIR/metrics.json a
 baseline, an external checkpoint) go to metrics.<tag>.json / predictions.<tag>.json so the run's
 metrics.json is never replaced by something else. With key=value overrides and no DIR/config.yaml
 (e.g. to score a converted authors' checkpoint) the config is composed and written first.
+
+Bad input (a config, data or checkpoint error) is one line on stderr and exit status 2; `hieramamba
+--debug ...` or HIERAMAMBA_DEBUG=1 print the traceback too, and `train` always writes it to
+DIR/train.log. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -33,10 +37,6 @@ Compose the run config (hydra-core), train with automatic resume, evaluate, writ
 def _fail(msg: str) -> int:
     print(f"hieramamba: error: {msg}", file=sys.stderr)
     return 2
-
-
-# Bad input of any kind is one line on stderr (`--debug` / HIERAMAMBA_DEBUG=1 add the traceback);
-# `train` also writes the traceback to DIR/train.log. Anything else is a bug and keeps its traceback.
 
 
 def train_main(argv: list[str]) -> int:
