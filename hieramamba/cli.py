@@ -8,7 +8,10 @@ optional dependency of one group never breaks another.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+from hieramamba.errors import DEBUG_ENV, USER_ERRORS, report_error
 
 # command -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -28,7 +31,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 def _usage() -> str:
     lines = ["usage: hieramamba <command> [args...]", "", "commands:"]
     lines += [f"  {name:<20} {help_}" for name, (_, _, help_) in COMMANDS.items()]
-    lines += ["", "`hieramamba <command> --help` for the command's options."]
+    lines += ["", "`hieramamba <command> --help` for the command's options.",
+              "Bad input is reported as one line; `--debug` (or HIERAMAMBA_DEBUG=1) adds the traceback."]
     return "\n".join(lines)
 
 
@@ -42,13 +46,30 @@ def main(argv: list[str] | None = None) -> int:
 
         print(__version__)
         return 0
+    # --debug anywhere: the traceback of a bad-input error is printed as well as its one line
+    debug = "--debug" in argv
+    debug_before = os.environ.get(DEBUG_ENV)
+    if debug:
+        argv = [a for a in argv if a != "--debug"]
+        os.environ[DEBUG_ENV] = "1"
+    if not argv:
+        print(_usage())
+        return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         print(f"hieramamba: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, func_name, _ = COMMANDS[command]
     func = getattr(importlib.import_module(module_name), func_name)
-    return int(func(rest) or 0)
+    try:
+        return int(func(rest) or 0)
+    except USER_ERRORS as exc:  # a command that let bad input through: still one line
+        return report_error(exc)
+    finally:
+        if debug and debug_before is None:  # main() may run in-process (tests): leave the environment as found
+            os.environ.pop(DEBUG_ENV, None)
+        elif debug:
+            os.environ[DEBUG_ENV] = debug_before
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import json
 import sys
 
 from hieramamba.atomic import atomic_write_text
-from hieramamba.errors import ConfigError, DataError
+from hieramamba.errors import ConfigError, DataError, report_error
 
 
 def _check_main(argv: list[str]) -> int:
@@ -50,8 +50,7 @@ def _check_main(argv: list[str]) -> int:
             raise ConfigError("no dataset given (a YAML path, a name, or dataset=NAME)")
         ds = GroundingDataset.from_config(dataset, data_root=data_root, overrides=overrides)
     except (DataError, ConfigError) as exc:
-        print(f"hieramamba data check: {exc}", file=sys.stderr)
-        return 1
+        return report_error(exc, "hieramamba data check", status=1)  # one line; --debug adds the traceback
     report = check_dataset(ds, strict=args.strict, check_features=not args.no_features, check_text=not args.no_features)
     if args.out:
         json_path, md_path = write_report(report, args.out)

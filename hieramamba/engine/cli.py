@@ -13,6 +13,10 @@ evaluates the EMA weights and writes DIR/predictions.json and DIR/metrics.json a
 baseline, an external checkpoint) go to metrics.<tag>.json / predictions.<tag>.json so the run's
 metrics.json is never replaced by something else. With key=value overrides and no DIR/config.yaml
 (e.g. to score a converted authors' checkpoint) the config is composed and written first.
+
+Bad input (a config, data or checkpoint error) is one line on stderr and exit status 2; `hieramamba
+--debug ...` or HIERAMAMBA_DEBUG=1 print the traceback too, and `train` always writes it to
+DIR/train.log. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from hieramamba.errors import ConfigError, DataError
+from hieramamba.errors import USER_ERRORS, report_error
 
-TRAIN_USAGE = """usage: hieramamba train out=DIR [dataset=NAME] [model=NAME] [scale=smoke|default|paper]
+TRAIN_USAGE = """usage: hieramamba [--debug] train out=DIR [dataset=NAME] [model=NAME] [scale=smoke|default|paper]
                         [seed=N] [ablation=NAME|PATH] [checkpoint_dir=DIR] [group.key=value ...]
 
 Compose the run config (hydra-core), train with automatic resume, evaluate, write the run directory.
@@ -50,8 +54,8 @@ def train_main(argv: list[str]) -> int:
         if not cfg.out:
             return _fail("train needs out=DIR (the run directory)")
         metrics = run_training(cfg)
-    except (ConfigError, DataError) as exc:
-        return _fail(str(exc))
+    except USER_ERRORS as exc:
+        return report_error(exc)
     if isinstance(metrics, dict) and "metrics" in metrics:
         print(" ".join(f"{k} {v:.2f}" for k, v in metrics["metrics"].items()))
     return 0
@@ -71,8 +75,8 @@ def evaluate_main(argv: list[str]) -> int:
 
         metrics = run_evaluation(Path(args.run_dir), checkpoint=args.checkpoint, split=args.split,
                                  baseline=args.baseline, overrides=args.overrides)
-    except (ConfigError, DataError, FileNotFoundError) as exc:
-        return _fail(str(exc))
+    except (*USER_ERRORS, FileNotFoundError) as exc:
+        return report_error(exc)
     print(" ".join(f"{k} {v:.2f}" for k, v in metrics["metrics"].items()))
     return 0
 
@@ -89,7 +93,7 @@ def convert_main(argv: list[str]) -> int:
         from hieramamba.engine.run import convert_checkpoint
 
         convert_checkpoint(Path(args.source), Path(args.target), args.overrides)
-    except (ConfigError, DataError, FileNotFoundError, KeyError, ValueError) as exc:
-        return _fail(str(exc))
+    except (*USER_ERRORS, FileNotFoundError) as exc:
+        return report_error(exc)
     print(f"wrote {args.target}")
     return 0

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from hieramamba.engine.config_schema import check_run_config
 from hieramamba.errors import ConfigError
 
 GROUPS = ("dataset", "model", "train", "eval", "scale")
@@ -77,12 +78,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def set_key(cfg: DictConfig, key: str, value: Any, source: str, open_mappings: frozenset[str] = frozenset()) -> None:
+def set_key(cfg: DictConfig, key: str, value: Any, source: str, open_mappings: frozenset[str] = frozenset(),
+            sources: dict[str, str] | None = None) -> None:
     """Set dotted `key` to `value`; the key must exist (error names the key and the source).
 
     One exception: a leaf under a mapping the config declares empty (`{}`, an open set of keyword
     arguments such as `model.backbone.snag`) may be added; the module it configures rejects
-    unknown names when it is built.
+    unknown names when it is built. `sources`, when given, records which source set `key` (the
+    schema check's messages say where a bad value came from).
     """
     parts = key.split(".")
     node: Any = cfg
@@ -101,6 +104,10 @@ def set_key(cfg: DictConfig, key: str, value: Any, source: str, open_mappings: f
             node = node[part]
     with _writable(cfg):
         OmegaConf.update(cfg, key, _plain(value), merge=False)
+    if sources is not None:  # a mapping set as a whole replaces what set its leaves before
+        for older in [k for k in sources if k.startswith(key + ".")]:
+            del sources[older]
+        sources[key] = source
 
 
 def empty_mappings(cfg: DictConfig) -> frozenset[str]:
@@ -233,6 +240,7 @@ def compose_config(overrides: Iterable[str] = (), ablation: str | os.PathLike | 
     cfg, picked = _compose_groups(choices)
     family = dataset_family(picked["dataset"])
     open_maps = empty_mappings(cfg)
+    sources: dict[str, str] = {}  # dotted key -> what set it last (for the schema check's message)
 
     # 1. the scale's table (a description of the run size, then dropped from the config):
     #    all < per_dataset[family] < per_model[model].all < per_model[model].per_dataset[family]
@@ -257,7 +265,7 @@ def compose_config(overrides: Iterable[str] = (), ablation: str | os.PathLike | 
     with _writable(cfg):
         cfg.scale = OmegaConf.create({"name": picked["scale"]})
     for key, value in applied.items():
-        set_key(cfg, key, value, f"{where} ({family}, model {picked['model']})", open_maps)
+        set_key(cfg, key, value, f"{where} ({family}, model {picked['model']})", open_maps, sources)
 
     # 2. the ablation
     variant = "full"
@@ -268,17 +276,19 @@ def compose_config(overrides: Iterable[str] = (), ablation: str | os.PathLike | 
         for key, value in ab["overrides"].items():
             if key.split(".")[0] not in GROUPS[:-1]:
                 raise ConfigError(f"ablation {path}: key {key!r} is outside the groups {list(GROUPS[:-1])}")
-            set_key(cfg, key, value, f"ablation {path}", open_maps)
+            set_key(cfg, key, value, f"ablation {path}", open_maps, sources)
     set_key(cfg, "variant", variant, "ablation")
 
     # 3. the command line's values
     for key, value in values:
-        set_key(cfg, key, value, "command line", open_maps)
+        set_key(cfg, key, value, "command line", open_maps, sources)
 
     try:
-        resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        plain = OmegaConf.to_container(cfg, resolve=True)
     except Exception as exc:  # omegaconf's InterpolationResolutionError and friends
         raise ConfigError(f"cannot resolve the config: {exc}") from None
+    check_run_config(plain, "run config", sources)  # types, ranges, allowed values: before anything is built
+    resolved = OmegaConf.create(plain)
     validate(resolved)
     OmegaConf.set_struct(resolved, True)
     return resolved
@@ -287,32 +297,18 @@ def compose_config(overrides: Iterable[str] = (), ablation: str | os.PathLike | 
 # --------------------------------------------------------------------------------------------
 # checks, comparison, hashing
 
-_CHOICES = {
-    "train.reg_loss": ("iou", "diou"),
-    "train.device": ("auto", "cpu", "cuda"),
-    "eval.protocol": ("snag", "official"),
-}
-
-
 def validate(cfg: DictConfig) -> None:
-    """Value checks the engine relies on; messages name the key and the allowed values."""
-    for key, allowed in _CHOICES.items():
-        value = OmegaConf.select(cfg, key)
-        if value not in allowed:
-            raise ConfigError(f"{key}={value!r}: allowed values are {list(allowed)}")
+    """Rules across keys, after the schema has checked each key on its own (types, ranges, values)."""
     t = cfg.train
-    positive = {"train.batch_size": t.batch_size, "train.max_queries": t.max_queries, "train.lr": t.lr}
-    for key, value in positive.items():
-        if not value or value <= 0:
-            raise ConfigError(f"{key}={value!r}: must be > 0")
-    if t.microbatch_size is not None and not (0 < t.microbatch_size <= t.batch_size):
+    if t.microbatch_size is not None and t.microbatch_size > t.batch_size:
         raise ConfigError(f"train.microbatch_size={t.microbatch_size!r}: must be in 1..train.batch_size ({t.batch_size})")
-    if t.epochs < 0 or t.warmup_epochs < 0 or t.epochs + t.warmup_epochs < 1:
-        raise ConfigError(f"train.epochs={t.epochs}, train.warmup_epochs={t.warmup_epochs}: need >= 0 each and >= 1 in total")
-    if t.crop_ratio is not None and not (len(t.crop_ratio) == 2 and 0 < t.crop_ratio[0] <= t.crop_ratio[1] <= 1):
+    if t.epochs + t.warmup_epochs < 1:
+        raise ConfigError(f"train.epochs={t.epochs}, train.warmup_epochs={t.warmup_epochs}: need >= 1 epoch in total")
+    if t.crop_ratio is not None and not t.crop_ratio[0] <= t.crop_ratio[1]:
         raise ConfigError(f"train.crop_ratio={list(t.crop_ratio)}: must be null or [lo, hi] with 0 < lo <= hi <= 1")
-    if not cfg.eval.ranks or not cfg.eval.iou_thresholds:
-        raise ConfigError("eval.ranks and eval.iou_thresholds must be non-empty lists")
+    edges = list(cfg.eval.length_bins)
+    if any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ConfigError(f"eval.length_bins={edges}: bin edges must increase")
 
 
 def comparable(cfg: DictConfig | Mapping) -> dict[str, Any]:
@@ -340,6 +336,15 @@ def to_yaml(cfg: DictConfig) -> str:
 
 
 def load_yaml_config(path: str | os.PathLike) -> DictConfig:
-    cfg = OmegaConf.load(path)
+    """A run directory's config.yaml, checked against the schema (a hand edit is named, not built)."""
+    try:
+        cfg = OmegaConf.load(path)
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as exc:  # noqa: BLE001 - YAML / omegaconf errors: one message naming the file
+        raise ConfigError(f"{path}: unreadable run config: {exc}") from None
+    if not isinstance(plain, dict):
+        raise ConfigError(f"{path}: a run config must be a mapping")
+    check_run_config(plain, str(path))
+    validate(cfg)
     OmegaConf.set_struct(cfg, True)
     return cfg

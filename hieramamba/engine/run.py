@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from hieramamba.atomic import atomic_write_json, atomic_write_text  # noqa: F401 (re-exported)
+from hieramamba.atomic import atomic_write_json, atomic_write_text, remove_stale_temp_files  # noqa: F401 (re-exported)
 
 CONFIG = "config.yaml"
 TRAIN_LOG = "train.log"
@@ -34,6 +34,7 @@ METRICS_KEYS = (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+FILE_ONLY = "file_only"  # logging `extra` key: the record goes to train.log, not to the screen
 
 
 # ---------------------------------------------------------------- environment facts
@@ -100,6 +101,8 @@ def file_logger(run_dir: Path, name: str = "hieramamba.train") -> logging.Logger
     """A logger appending to DIR/train.log and echoing to stderr (one handler each per run directory).
 
     The stderr echo is what a user at a terminal, and a Snakemake rule's `log:`, sees of a run.
+    Records logged with `extra={FILE_ONLY: True}` (a failed run's traceback) go to the file only:
+    the command line shows the error as one line (hieramamba.errors.report_error).
     """
     logger = logging.getLogger(f"{name}.{run_dir.resolve()}")
     logger.setLevel(logging.INFO)
@@ -113,6 +116,7 @@ def file_logger(run_dir: Path, name: str = "hieramamba.train") -> logging.Logger
     if not any(type(h) is logging.StreamHandler for h in logger.handlers):
         echo = logging.StreamHandler(sys.stderr)
         echo.setFormatter(formatter)
+        echo.addFilter(lambda record: not getattr(record, FILE_ONLY, False))
         logger.addHandler(echo)
     return logger
 
@@ -208,6 +212,9 @@ def run_training(cfg) -> dict:
     _, ckpt_dir = _run_paths(cfg)
     logger = file_logger(run_dir)
     try:
+        for folder in dict.fromkeys((ckpt_dir, run_dir)):  # a SIGKILL during an atomic write leaves these
+            for stale in remove_stale_temp_files(folder):
+                logger.info("removed %s, the temporary file of a write that was interrupted", stale)
         data = build_data(cfg)
         result = train(cfg, data, run_dir, ckpt_dir, logger)
         device = next(result.parts.model.parameters()).device
@@ -222,8 +229,9 @@ def run_training(cfg) -> dict:
         atomic_write_json(run_dir / METRICS, record)
         logger.info("evaluated %s: %s", split, " ".join(f"{k} {v:.2f}" for k, v in record["metrics"].items()))
         return record
-    except Exception:
-        logger.exception("run failed")
+    except Exception as exc:
+        # the traceback goes to train.log; the command line prints the error as one line
+        logger.error("run failed: %s", exc, exc_info=True, extra={FILE_ONLY: True})
         raise
     finally:
         close_logger(logger)
@@ -239,7 +247,7 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
     from hieramamba.engine.factory import build_parts
     from hieramamba.engine.inference import fit_prior, prior_predictions, score, write_predictions
     from hieramamba.engine.trainer import check_same_config, select_device, seed_everything
-    from hieramamba.errors import ConfigError
+    from hieramamba.errors import CheckpointError, ConfigError
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / CONFIG
@@ -273,10 +281,16 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
         source = Path(checkpoint) if checkpoint else ckpt.last_checkpoint(ckpt_dir)
         if source is None:
             raise FileNotFoundError(f"no checkpoint in {ckpt_dir} (train first, or pass --checkpoint)")
-        state = ckpt.load_checkpoint(source, map_location=device)
-        if "config_yaml" in state and not checkpoint:
+        remedy = ("Pass another file with --checkpoint (ours, or one made by convert-checkpoint)" if checkpoint else
+                  f"Train the run again (delete {source} first), or pass another file with --checkpoint")
+        state = ckpt.load_checkpoint(source, map_location=device, remedy=remedy)
+        weights = "ema" if "ema" in state else "model"
+        if weights not in state:
+            raise CheckpointError(source, f"holds neither 'ema' nor 'model' weights (keys: {sorted(map(str, state))[:12]}); "
+                                       "an authors' checkpoint needs convert-checkpoint first", remedy)
+        if isinstance(state.get("config_yaml"), str) and not checkpoint:
             check_same_config(state["config_yaml"], cfg, f"checkpoint {source}")
-        parts.model.load_state_dict(state["ema"] if "ema" in state else state["model"])
+        ckpt.load_weights(parts.model, state[weights], source, f"{weights!r} weights", remedy)
         train_time = float(state.get("train_time_s", 0.0))
         preds = _evaluate_model(cfg, data, parts, parts.model, split, device)
         variant = None
@@ -297,9 +311,9 @@ def convert_checkpoint(source: Path, target: Path, overrides: list[str] | None =
     refused rather than unpickled. Every key must fit (the converter lists what does not)."""
     from omegaconf import OmegaConf
 
-    from hieramamba.engine.checkpoint import save_checkpoint
+    from hieramamba.engine.checkpoint import brief_exception, load_checkpoint, save_checkpoint
     from hieramamba.engine.config import compose_config, to_yaml
-    from hieramamba.errors import ConfigError
+    from hieramamba.errors import CheckpointError, ConfigError
     from hieramamba.models import compat
     from hieramamba.models.model import build_model
 
@@ -316,13 +330,16 @@ def convert_checkpoint(source: Path, target: Path, overrides: list[str] | None =
         raise ConfigError("feature widths unknown: pick a dataset whose config sets features.video_dim/text_dim, "
                           "or pass model.in_dim=... model.text.in_dim=...")
     model = build_model(mcfg)
-    try:
-        raw = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unpickling refused or corrupt file
-        raise ValueError(f"{source}: cannot be read with weights_only=True ({exc})") from None
+    raw = load_checkpoint(source, map_location="cpu",
+                          remedy="Pass the authors' checkpoint itself (their last.pth, holding 'model' / 'model_ema')")
     out = {"source": str(source), "config_yaml": to_yaml(cfg)}
     for ours, theirs in (("model", "model"), ("ema", "model_ema")):
-        state = compat.extract_state_dict(raw, prefer=theirs)
-        out[ours] = compat.convert_authors_state_dict(state, model)
+        try:
+            state = compat.extract_state_dict(raw, prefer=theirs)
+            out[ours] = compat.convert_authors_state_dict(state, model)
+        except (compat.StateDictMismatch, AttributeError, TypeError) as exc:
+            raise CheckpointError(source, f"its {theirs!r} weights do not fit the model this config builds "
+                                  f"[{brief_exception(exc)}]", "Check that dataset=, scale= and model.* select the "
+                                  "model it was trained as (--debug lists every key), or pass another file") from exc
     save_checkpoint(target, out)
     return out

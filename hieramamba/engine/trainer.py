@@ -30,7 +30,7 @@ from hieramamba.engine.config import config_diff, to_yaml
 from hieramamba.engine.ema import ModelEMA
 from hieramamba.engine.factory import ModelParts, build_parts
 from hieramamba.engine.optim import build_optimizer, build_scheduler
-from hieramamba.errors import ConfigError
+from hieramamba.errors import CheckpointError, ConfigError
 from hieramamba.losses import (
     AnchorContrastiveLoss,
     LossNormalizer,
@@ -216,16 +216,21 @@ def train(cfg, data, run_dir: Path, checkpoint_dir: Path, logger) -> TrainResult
     curve = run_dir / "train_curve.csv"
     last = ckpt.last_checkpoint(checkpoint_dir)
     if last is not None:
-        state = ckpt.load_checkpoint(last, map_location=device)
+        remedy = "Delete it to train this run from scratch, or set checkpoint_dir= (or out=) to another folder"
+        state = ckpt.load_checkpoint(last, map_location=device, required=ckpt.RESUME_KEYS, remedy=remedy)
+        if not isinstance(state["config_yaml"], str):
+            raise CheckpointError(last, "its config_yaml is not text", remedy)
         check_same_config(state["config_yaml"], cfg, f"checkpoint {last}")
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        objective.load_state_dict(state["objective"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        loss_norm.load_state_dict(state["loss_norm"])
-        ckpt.restore_rng(state["rng"])
-        start_epoch, iteration, train_time = int(state["epoch"]), int(state["iteration"]), float(state["train_time_s"])
+        for name, module in (("model", model), ("ema", ema), ("objective", objective), ("optimizer", optimizer),
+                             ("scheduler", scheduler), ("loss_norm", loss_norm)):
+            ckpt.load_weights(module, state[name], last, f"{name!r} states", remedy)
+        try:
+            ckpt.restore_rng(state["rng"])
+            start_epoch, iteration = int(state["epoch"]), int(state["iteration"])
+            train_time = float(state["train_time_s"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise CheckpointError(last, f"its RNG states or position are unreadable [{ckpt.brief_exception(exc)}]",
+                                  remedy) from None
         resumed_from = start_epoch
         logger.info("resumed from %s (epoch %d done, iteration %d)", last, start_epoch, iteration)
     _rewrite_curve(curve, _curve_rows(curve, iteration))  # drop rows of an interrupted epoch
