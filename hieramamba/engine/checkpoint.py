@@ -71,6 +71,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return torch.load(Path(path), map_location=map_location, weights_only=True)
 
 
+def inference_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """The weights evaluation uses: the EMA model's when the checkpoint holds them."""
+    return state["ema"] if "ema" in state else state["model"]
+
+
 def last_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:
     path = Path(checkpoint_dir) / LAST
     return path if path.is_file() else None

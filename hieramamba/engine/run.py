@@ -276,7 +276,7 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
         state = ckpt.load_checkpoint(source, map_location=device)
         if "config_yaml" in state and not checkpoint:
             check_same_config(state["config_yaml"], cfg, f"checkpoint {source}")
-        parts.model.load_state_dict(state["ema"] if "ema" in state else state["model"])
+        parts.model.load_state_dict(ckpt.inference_weights(state))
         train_time = float(state.get("train_time_s", 0.0))
         preds = _evaluate_model(cfg, data, parts, parts.model, split, device)
         variant = None
@@ -295,17 +295,30 @@ def convert_checkpoint(source: Path, target: Path, overrides: list[str] | None =
     `dataset=tacos scale=paper`; feature widths from the dataset config or `model.in_dim=` /
     `model.text.in_dim=`). Read with `weights_only=True`: a file holding arbitrary objects is
     refused rather than unpickled. Every key must fit (the converter lists what does not)."""
-    from omegaconf import OmegaConf
-
     from hieramamba.engine.checkpoint import save_checkpoint
     from hieramamba.engine.config import compose_config, to_yaml
-    from hieramamba.errors import ConfigError
-    from hieramamba.models import compat
-    from hieramamba.models.model import build_model
 
     if not source.is_file():
         raise FileNotFoundError(f"{source} not found")
     cfg = compose_config(list(overrides or []))
+    try:
+        raw = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unpickling refused or corrupt file
+        raise ValueError(f"{source}: cannot be read with weights_only=True ({exc})") from None
+    out = {"source": str(source), "config_yaml": to_yaml(cfg), **convert_authors_weights(raw, cfg)}
+    save_checkpoint(target, out)
+    return out
+
+
+def convert_authors_weights(raw, cfg) -> dict:
+    """The content of an authors' checkpoint -> {"model": ours, "ema": ours} for the model of
+    `cfg` (feature widths from `model.in_dim` / `model.text.in_dim`, else the dataset config)."""
+    from omegaconf import OmegaConf
+
+    from hieramamba.errors import ConfigError
+    from hieramamba.models import compat
+    from hieramamba.models.model import build_model
+
     mcfg = OmegaConf.to_container(cfg.model, resolve=True)
     feats = cfg.dataset.get("features") or {}
     if mcfg.get("in_dim") is None:
@@ -316,13 +329,8 @@ def convert_checkpoint(source: Path, target: Path, overrides: list[str] | None =
         raise ConfigError("feature widths unknown: pick a dataset whose config sets features.video_dim/text_dim, "
                           "or pass model.in_dim=... model.text.in_dim=...")
     model = build_model(mcfg)
-    try:
-        raw = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unpickling refused or corrupt file
-        raise ValueError(f"{source}: cannot be read with weights_only=True ({exc})") from None
-    out = {"source": str(source), "config_yaml": to_yaml(cfg)}
+    out = {}
     for ours, theirs in (("model", "model"), ("ema", "model_ema")):
         state = compat.extract_state_dict(raw, prefer=theirs)
         out[ours] = compat.convert_authors_state_dict(state, model)
-    save_checkpoint(target, out)
     return out
