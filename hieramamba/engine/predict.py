@@ -52,10 +52,11 @@ class VideoPrediction:
     fps: float
     num_features: int  # feature steps the model saw (after down-sampling)
     queries: list[QueryPrediction]
+    video_key: str | None = None  # the dataset inside an h5 feature file
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "model": self.model, "video": self.video, "duration_s": self.duration_s, "fps": self.fps,
+            "model": self.model, "video": self.video, "video_key": self.video_key, "duration_s": self.duration_s, "fps": self.fps,
             "num_features": self.num_features,
             "queries": [{"query_id": q.query_id, "query": q.query,
                          "moments": [[s, e, c] for s, e, c in q.moments],
@@ -66,7 +67,8 @@ class VideoPrediction:
 
     def table(self) -> str:
         """The answers as a plain-text table (one row per moment) for a terminal."""
-        lines = [f"{self.video}: {self.duration_s:.1f} s, {self.num_features} feature steps ({self.model})"]
+        name = self.video + (f" [{self.video_key}]" if self.video_key else "")
+        lines = [f"{name}: {self.duration_s:.1f} s, {self.num_features} feature steps ({self.model})"]
         for q in self.queries:
             gt = "" if q.ground_truth is None else f"   ground truth {q.ground_truth[0]:.1f}-{q.ground_truth[1]:.1f} s"
             lines.append(f"\n[{q.query_id}] {q.query}{gt}")
@@ -262,4 +264,4 @@ def predict(
         answers.append(QueryPrediction(str(q["query_id"]), q["query"], rows, missing,
                                        None if seg is None else (float(seg[0]), float(seg[1]))))
     return VideoPrediction(model=loaded.source, video=name, duration_s=float(duration), fps=fps,
-                           num_features=int(len(feats)), queries=answers)
+                           num_features=int(len(feats)), queries=answers, video_key=video_key)
