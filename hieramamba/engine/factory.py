@@ -45,6 +45,18 @@ def feature_dims(data) -> tuple[int, int]:
     return int(video_dim), int(text_dim)
 
 
+def model_config_with_dataset_widths(cfg) -> dict:
+    """`cfg.model` as a dict, with the dataset config's `features.video_dim` / `text_dim` filled in
+    where the model leaves `in_dim` / `text.in_dim` null (both may stay null: synthetic datasets)."""
+    mcfg = OmegaConf.to_container(cfg.model, resolve=True)
+    feats = OmegaConf.to_container(cfg.dataset, resolve=True).get("features") or {}
+    if mcfg.get("in_dim") is None:
+        mcfg["in_dim"] = feats.get("video_dim")
+    if mcfg.setdefault("text", {}).get("in_dim") is None:
+        mcfg["text"]["in_dim"] = feats.get("text_dim")
+    return mcfg
+
+
 def build_parts(cfg, data, device: torch.device) -> ModelParts:
     """The model of `cfg.model`; feature widths the config leaves null are read from `data`."""
     video_dim, text_dim = feature_dims(data)

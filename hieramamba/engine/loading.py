@@ -115,23 +115,13 @@ def _read_run_dir(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict
     return cfg, inference_weights(state)
 
 
-def _model_config(cfg: DictConfig) -> dict:
-    """The model config with the dataset's feature widths filled in where the model leaves them null."""
-    mcfg = OmegaConf.to_container(cfg.model, resolve=True)
-    feats = OmegaConf.to_container(cfg.dataset, resolve=True).get("features") or {}
-    if mcfg.get("in_dim") is None:
-        mcfg["in_dim"] = feats.get("video_dim")
-    if mcfg.setdefault("text", {}).get("in_dim") is None:
-        mcfg["text"]["in_dim"] = feats.get("text_dim")
-    return mcfg
-
-
 def feature_dims_of(cfg: DictConfig, weights: Mapping[str, torch.Tensor], source: object) -> tuple[int, int]:
     """(video_dim, text_dim) the weights were trained for: the config's when set, else read off the
     shapes of `weights` against a model built with the probe widths."""
+    from hieramamba.engine.factory import model_config_with_dataset_widths
     from hieramamba.models.model import build_model
 
-    mcfg = _model_config(cfg)
+    mcfg = model_config_with_dataset_widths(cfg)
     video_dim, text_dim = mcfg["in_dim"], mcfg["text"]["in_dim"]
     if video_dim is not None and text_dim is not None:
         return int(video_dim), int(text_dim)

@@ -313,18 +313,12 @@ def convert_checkpoint(source: Path, target: Path, overrides: list[str] | None =
 def convert_authors_weights(raw, cfg) -> dict:
     """The content of an authors' checkpoint -> {"model": ours, "ema": ours} for the model of
     `cfg` (feature widths from `model.in_dim` / `model.text.in_dim`, else the dataset config)."""
-    from omegaconf import OmegaConf
-
+    from hieramamba.engine.factory import model_config_with_dataset_widths
     from hieramamba.errors import ConfigError
     from hieramamba.models import compat
     from hieramamba.models.model import build_model
 
-    mcfg = OmegaConf.to_container(cfg.model, resolve=True)
-    feats = cfg.dataset.get("features") or {}
-    if mcfg.get("in_dim") is None:
-        mcfg["in_dim"] = feats.get("video_dim")
-    if mcfg["text"].get("in_dim") is None:
-        mcfg["text"]["in_dim"] = feats.get("text_dim")
+    mcfg = model_config_with_dataset_widths(cfg)
     if mcfg["in_dim"] is None or mcfg["text"]["in_dim"] is None:
         raise ConfigError("feature widths unknown: pick a dataset whose config sets features.video_dim/text_dim, "
                           "or pass model.in_dim=... model.text.in_dim=...")

@@ -93,3 +93,15 @@ def test_unknown_layouts_and_bad_sources(run, tmp_path):
     (empty_run / "config.yaml").write_text((run["dir"] / "config.yaml").read_text().replace(str(run["dir"]), str(empty_run)))
     with pytest.raises(DataError, match=r"checkpoints/last\.pth: no checkpoint: train the run first"):
         load_model(empty_run)
+
+
+def test_fps_comes_from_the_dataset_config_or_the_caller(run, tmp_path):
+    """A model whose dataset config leaves features.fps null needs fps= (--fps) for seconds."""
+    bare = tmp_path / "bare.pth"
+    torch.save(dict(run["state"]["ema"]), bare)
+    model = load_model(bare, run["overrides"] + ["dataset.features.fps=null"])
+    assert model.grid.fps is None
+    with pytest.raises(ConfigError, match=r"features\.fps is null; pass --fps"):
+        moments(model, run)
+    got = predict(model, run["h5"], ["He moved the bread", "She opened the book"], video_key="s22-d53.avi", fps=29.4)
+    assert [q.moments for q in got.queries] == moments(run["dir"], run)
