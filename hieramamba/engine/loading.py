@@ -32,7 +32,6 @@ from hieramamba.errors import ConfigError, DataError
 # Probe widths for reading feature widths off the weights: odd sizes no layer of ours has.
 PROBE_VIDEO_DIM = 13
 PROBE_TEXT_DIM = 17
-LAYOUTS = ("run directory", "checkpoint", "authors' checkpoint", "state_dict")
 
 
 @dataclass
@@ -44,7 +43,7 @@ class LoadedModel:
     parts: ModelParts
     grid: FeatureGrid
     source: str
-    layout: str  # one of LAYOUTS
+    layout: str  # "run directory", "checkpoint", "authors' checkpoint" or "state_dict"
     device: torch.device
 
 

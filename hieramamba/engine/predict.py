@@ -230,15 +230,21 @@ def predict(
 
     if int(top_k) < 1:
         raise ConfigError(f"top_k must be >= 1, got {top_k}")
+    if isinstance(model, LoadedModel) and (overrides or device is not None):
+        raise ConfigError("overrides= and device= apply when loading: pass them to load_model, not with a loaded model")
     loaded = model if isinstance(model, LoadedModel) else load_model(model, overrides, device)
     qs = _as_query_dicts(queries, text_features)
     name = "<array>" if isinstance(video, np.ndarray) else str(video)
     stored = to_float32_2d(video, name) if isinstance(video, np.ndarray) else read_video_features(video, video_key)
     grid, parts = loaded.grid, loaded.parts
     feats = checked_video_features(stored, name, video_key, parts.video_dim, grid)  # (T, C) as the model sees it
-    fps = float(fps if fps is not None else (grid.fps or 0)) or None
     if fps is None:
-        raise ConfigError(f"{loaded.source}: the dataset config's features.fps is null; pass --fps / fps=")
+        if grid.fps is None:
+            raise ConfigError(f"{loaded.source}: the dataset config's features.fps is null; pass --fps / fps=")
+        fps = grid.fps
+    if not float(fps) > 0:
+        raise ConfigError(f"fps must be positive, got {fps}")
+    fps = float(fps)
     if duration is None:
         duration = ((len(stored) - 1) * float(grid.clip_stride) + float(grid.clip_size)) / fps
     if not duration > 0:

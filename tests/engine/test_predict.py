@@ -6,7 +6,6 @@ Model sources (authors' checkpoint, unknown layouts): test_loading.py; the CLI: 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import h5py
 import numpy as np
