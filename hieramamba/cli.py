@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "convert_main",
         "convert an authors' checkpoint to this package's parameter names",
     ),
+    "predict": ("hieramamba.engine.predict_cli", "predict_main", "top-k moments of text queries in one video"),
     "data": ("hieramamba.data.cli", "main", "synthesize or check a dataset (`data synth`, `data check`)"),
     "bench": ("hieramamba.bench.cli", "main", "benchmarks (`bench scaling`)"),
     "parity": ("hieramamba.parity.cli", "main", "our SSM kernels against mamba_ssm's (CUDA, or Triton interpreted on CPU)"),

@@ -113,6 +113,48 @@ def load_dataset_config(spec: Any, data_root: str | Path | None = None, override
     return cfg
 
 
+def grid_from_config(features: dict, where: str) -> FeatureGrid:
+    """The dataset's `features:` mapping -> FeatureGrid, or a ConfigError naming the key."""
+    try:
+        return FeatureGrid(
+            fps=features.get("fps"),
+            clip_size=features["clip_size"],
+            clip_stride=features["clip_stride"],
+            downsample_rate=features.get("downsample_rate", 1),
+        )
+    except KeyError as exc:
+        raise ConfigError(f"{where}: features.{exc.args[0]} is required") from None
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def checked_video_features(feats: np.ndarray, path: object, record: object, video_dim: int | None,
+                           grid: FeatureGrid) -> np.ndarray:
+    """Stored (T_stored, C) features -> the (T, C) the model sees (every `downsample_rate`-th row),
+    after checking they are non-empty, `video_dim` wide (when given) and finite."""
+    if len(feats) == 0:
+        raise DataError(path, "empty feature array", record=record)
+    if video_dim is not None and feats.shape[1] != video_dim:
+        raise DataError(path, f"feature dimension {feats.shape[1]}, expected {video_dim}", record=record)
+    if not np.isfinite(feats).all():
+        bad = int((~np.isfinite(feats)).any(axis=1).sum())
+        raise DataError(path, f"NaN/Inf in {bad} feature rows", record=record)
+    ds = grid.downsample_rate
+    return np.ascontiguousarray(feats[::ds]) if ds > 1 else feats
+
+
+def checked_text_features(feats: np.ndarray, where: object, sentence: str, record: object,
+                          text_dim: int | None) -> np.ndarray:
+    """A query's (t, C) token features, checked: at least one token, `text_dim` wide, finite."""
+    if len(feats) == 0:
+        raise DataError(where, f"no tokens for the sentence {sentence!r}", record=record)
+    if text_dim is not None and feats.shape[1] != text_dim:
+        raise DataError(where, f"text feature dimension {feats.shape[1]}, expected {text_dim}", record=record)
+    if not np.isfinite(feats).all():
+        raise DataError(where, "NaN/Inf in the text features", record=record)
+    return feats
+
+
 def _require(cfg: dict, key: str, where: str) -> Any:
     value = cfg.get(key)
     if value is None:
@@ -184,17 +226,7 @@ class GroundingDataset:
         if protocol not in PROTOCOLS:
             raise ConfigError(f"{where}: protocol must be one of {PROTOCOLS}, got {protocol!r}")
         feats = dict(cfg.get("features") or {})
-        try:
-            grid = FeatureGrid(
-                fps=feats.get("fps"),
-                clip_size=feats["clip_size"],
-                clip_stride=feats["clip_stride"],
-                downsample_rate=feats.get("downsample_rate", 1),
-            )
-        except KeyError as exc:
-            raise ConfigError(f"{where}: features.{exc.args[0]} is required") from None
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+        grid = grid_from_config(feats, where)
         paths = {k: cfg.get(k) for k in PATH_KEYS}
         ann = _require(cfg, "annotations", where)
         vfeat = paths.get("video_features")
@@ -257,16 +289,7 @@ class GroundingDataset:
         video = self.video(video_id)
         if video.feature is None:
             raise DataError(self.config.get("_source", self.name), "no video features configured (video_features)", record=video_id)
-        feats = video.feature.load()
-        if len(feats) == 0:
-            raise DataError(video.feature.path, "empty feature array", record=video_id)
-        if self.video_dim is not None and feats.shape[1] != self.video_dim:
-            raise DataError(video.feature.path, f"feature dimension {feats.shape[1]}, expected {self.video_dim}", record=video_id)
-        if not np.isfinite(feats).all():
-            bad = int((~np.isfinite(feats)).any(axis=1).sum())
-            raise DataError(video.feature.path, f"NaN/Inf in {bad} feature rows", record=video_id)
-        ds = self.grid.downsample_rate
-        return np.ascontiguousarray(feats[::ds]) if ds > 1 else feats
+        return checked_video_features(video.feature.load(), video.feature.path, video_id, self.video_dim, self.grid)
 
     def load_text_features(self, query: Query | str, split: str | None = None) -> np.ndarray:
         """(t, C) float32 token features of one query (a Query, or a query id looked up in `split`)."""
@@ -275,14 +298,7 @@ class GroundingDataset:
         if self.text_source is None:
             raise DataError(self.config.get("_source", self.name), "no text features configured (text_features or glove)", record=query.query_id)
         feats = self.text_source.load(query)
-        where = self.text_source.locate(query)
-        if len(feats) == 0:
-            raise DataError(where, f"no tokens for the sentence {query.sentence!r}", record=query.query_id)
-        if self.text_dim is not None and feats.shape[1] != self.text_dim:
-            raise DataError(where, f"text feature dimension {feats.shape[1]}, expected {self.text_dim}", record=query.query_id)
-        if not np.isfinite(feats).all():
-            raise DataError(where, "NaN/Inf in the text features", record=query.query_id)
-        return feats
+        return checked_text_features(feats, self.text_source.locate(query), query.sentence, query.query_id, self.text_dim)
 
     # ---------------------------------------------------------------- grid
     def targets(self, video_id: str, query_indices=None, split: str | None = None) -> np.ndarray:

@@ -134,6 +134,11 @@ def load_weights(module: Any, weights: Any, path: str | os.PathLike, what: str, 
                               remedy) from None
 
 
+def inference_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """The weights evaluation uses: the EMA model's when the checkpoint holds them."""
+    return state["ema"] if "ema" in state else state["model"]
+
+
 def last_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:
     path = Path(checkpoint_dir) / LAST
     return path if path.is_file() else None

@@ -45,19 +45,37 @@ def feature_dims(data) -> tuple[int, int]:
     return int(video_dim), int(text_dim)
 
 
+def model_config_with_dataset_widths(cfg) -> dict:
+    """`cfg.model` as a dict, with the dataset config's `features.video_dim` / `text_dim` filled in
+    where the model leaves `in_dim` / `text.in_dim` null (both may stay null: synthetic datasets)."""
+    mcfg = OmegaConf.to_container(cfg.model, resolve=True)
+    feats = OmegaConf.to_container(cfg.dataset, resolve=True).get("features") or {}
+    if mcfg.get("in_dim") is None:
+        mcfg["in_dim"] = feats.get("video_dim")
+    if mcfg.setdefault("text", {}).get("in_dim") is None:
+        mcfg["text"]["in_dim"] = feats.get("text_dim")
+    return mcfg
+
+
 def build_parts(cfg, data, device: torch.device) -> ModelParts:
     """The model of `cfg.model`; feature widths the config leaves null are read from `data`."""
+    video_dim, text_dim = feature_dims(data)
+    return build_parts_for_dims(cfg, video_dim, text_dim, device, data.config.get("_source", data.name))
+
+
+def build_parts_for_dims(cfg, video_dim: int, text_dim: int, device: torch.device, source: object) -> ModelParts:
+    """The model of `cfg.model` for features `video_dim` / `text_dim` wide (`source` names where
+    those widths come from, for the error when the config fixes other widths)."""
     from hieramamba.models.model import build_model
     from hieramamba.models.points import PointGenerator
 
-    video_dim, text_dim = feature_dims(data)
     mcfg = OmegaConf.to_container(cfg.model, resolve=True)
     if mcfg.get("in_dim") is None:
         mcfg["in_dim"] = video_dim
     if mcfg.get("text", {}).get("in_dim") is None:
         mcfg.setdefault("text", {})["in_dim"] = text_dim
     if (mcfg["in_dim"], mcfg["text"]["in_dim"]) != (video_dim, text_dim):
-        raise DataError(data.config.get("_source", data.name),
+        raise DataError(source,
                         f"features are {video_dim}-d video / {text_dim}-d text but model.in_dim="
                         f"{mcfg['in_dim']}, model.text.in_dim={mcfg['text']['in_dim']}")
     model = build_model(mcfg).to(device)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from hieramamba.data.dataset import GroundingDataset
-from hieramamba.engine.batching import eval_video_batch
+from hieramamba.engine.batching import Batch, eval_video_batch
 from hieramamba.engine.postprocess import PostprocessConfig, postprocess_batch
 from hieramamba.evaluation import recall_at_iou, recall_by_length_bin, recall_by_query_kind
 
@@ -53,6 +53,11 @@ def postprocess_config(eval_cfg) -> PostprocessConfig:
         max_num_segs=int(eval_cfg.max_num_segs),
         voting_thresh=float(eval_cfg.voting_thresh),
     )
+
+
+def query_chunk(eval_cfg) -> int | None:
+    """Queries per forward (`eval.query_chunk`); None: all of a video's queries at once."""
+    return None if eval_cfg.query_chunk is None else max(1, int(eval_cfg.query_chunk))
 
 
 def _register(out: SplitPredictions, data: GroundingDataset, video_id: str, query) -> None:
@@ -86,7 +91,7 @@ def predict_split(
     """
     model.eval()
     pp = postprocess_config(eval_cfg)
-    chunk = None if eval_cfg.query_chunk is None else max(1, int(eval_cfg.query_chunk))
+    chunk = query_chunk(eval_cfg)
     out = SplitPredictions(split)
     samples = data.eval_samples(split)
     iterator = samples
@@ -97,21 +102,41 @@ def predict_split(
     for sample in iterator:
         vs = data.load_sample(sample)
         batch = eval_video_batch(vs, pad_multiple, vid_stride).to(device)
-        n = batch.text.shape[0]
-        step = n if chunk is None else chunk
-        for q0 in range(0, n, step):
-            q1 = min(q0 + step, n)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                res = model(batch.vid, batch.vid_mask, batch.text[q0:q1], batch.text_mask[q0:q1],
-                            torch.tensor([q1 - q0], dtype=torch.long, device=device))
-            lengths = [int(x.shape[-1]) for x in res.logits]
-            points = [p.to("cpu") for p in points_for(lengths)]
-            per_query = postprocess_batch(points, res.logits, res.offsets, res.masks, pp)
-            for j, (segs, scores) in enumerate(per_query):
-                query = vs.queries[q0 + j]
-                secs = data.to_seconds(vs.video_id, segs.double().numpy(), vid_stride) if len(segs) else np.zeros((0, 2))
-                out.rows[query.query_id] = [(float(s), float(e), float(c)) for (s, e), c in zip(secs, scores.tolist())]
-                _register(out, data, vs.video_id, query)
+        per_query = predict_video(model, batch, points_for=points_for, pp=pp, chunk=chunk, device=device,
+                                  autocast=autocast)
+        for query, (segs, scores) in zip(vs.queries, per_query):
+            secs = data.to_seconds(vs.video_id, segs.double().numpy(), vid_stride) if len(segs) else np.zeros((0, 2))
+            out.rows[query.query_id] = [(float(s), float(e), float(c)) for (s, e), c in zip(secs, scores.tolist())]
+            _register(out, data, vs.video_id, query)
+    return out
+
+
+@torch.no_grad()
+def predict_video(
+    model: torch.nn.Module,
+    batch: Batch,
+    *,
+    points_for: Callable[[list[int]], list[torch.Tensor]],
+    pp: PostprocessConfig,
+    chunk: int | None,
+    device: torch.device,
+    autocast: bool = False,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One evaluation batch (one whole padded video, `eval_video_batch`) -> per query, in order,
+    (segments (K, 2) in model-grid units, scores (K,)) ranked by score. The queries go through
+    the model `chunk` at a time (None: all at once). `hieramamba predict` calls this too, so its
+    answers are the evaluation's."""
+    n = batch.text.shape[0]
+    step = n if chunk is None else chunk
+    out: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for q0 in range(0, n, step):
+        q1 = min(q0 + step, n)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            res = model(batch.vid, batch.vid_mask, batch.text[q0:q1], batch.text_mask[q0:q1],
+                        torch.tensor([q1 - q0], dtype=torch.long, device=device))
+        lengths = [int(x.shape[-1]) for x in res.logits]
+        points = [p.to("cpu") for p in points_for(lengths)]
+        out.extend(postprocess_batch(points, res.logits, res.offsets, res.masks, pp))
     return out
 
 

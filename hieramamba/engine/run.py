@@ -309,30 +309,35 @@ def convert_checkpoint(source: Path, target: Path, overrides: list[str] | None =
     `dataset=tacos scale=paper`; feature widths from the dataset config or `model.in_dim=` /
     `model.text.in_dim=`). Read with `weights_only=True`: a file holding arbitrary objects is
     refused rather than unpickled. Every key must fit (the converter lists what does not)."""
-    from omegaconf import OmegaConf
-
-    from hieramamba.engine.checkpoint import brief_exception, load_checkpoint, save_checkpoint
+    from hieramamba.engine.checkpoint import load_checkpoint, save_checkpoint
     from hieramamba.engine.config import compose_config, to_yaml
-    from hieramamba.errors import CheckpointError, ConfigError
-    from hieramamba.models import compat
-    from hieramamba.models.model import build_model
 
     if not source.is_file():
         raise FileNotFoundError(f"{source} not found")
     cfg = compose_config(list(overrides or []))
-    mcfg = OmegaConf.to_container(cfg.model, resolve=True)
-    feats = cfg.dataset.get("features") or {}
-    if mcfg.get("in_dim") is None:
-        mcfg["in_dim"] = feats.get("video_dim")
-    if mcfg["text"].get("in_dim") is None:
-        mcfg["text"]["in_dim"] = feats.get("text_dim")
+    raw = load_checkpoint(source, map_location="cpu",
+                          remedy="Pass the authors' checkpoint itself (their last.pth, holding 'model' / 'model_ema')")
+    out = {"source": str(source), "config_yaml": to_yaml(cfg), **convert_authors_weights(raw, cfg, source)}
+    save_checkpoint(target, out)
+    return out
+
+
+def convert_authors_weights(raw, cfg, source: Path | str = "the authors' checkpoint") -> dict:
+    """The content of an authors' checkpoint -> {"model": ours, "ema": ours} for the model of
+    `cfg` (feature widths from `model.in_dim` / `model.text.in_dim`, else the dataset config).
+    Weights that do not fit are one CheckpointError naming `source`."""
+    from hieramamba.engine.checkpoint import brief_exception
+    from hieramamba.engine.factory import model_config_with_dataset_widths
+    from hieramamba.errors import CheckpointError, ConfigError
+    from hieramamba.models import compat
+    from hieramamba.models.model import build_model
+
+    mcfg = model_config_with_dataset_widths(cfg)
     if mcfg["in_dim"] is None or mcfg["text"]["in_dim"] is None:
         raise ConfigError("feature widths unknown: pick a dataset whose config sets features.video_dim/text_dim, "
                           "or pass model.in_dim=... model.text.in_dim=...")
     model = build_model(mcfg)
-    raw = load_checkpoint(source, map_location="cpu",
-                          remedy="Pass the authors' checkpoint itself (their last.pth, holding 'model' / 'model_ema')")
-    out = {"source": str(source), "config_yaml": to_yaml(cfg)}
+    out = {}
     for ours, theirs in (("model", "model"), ("ema", "model_ema")):
         try:
             state = compat.extract_state_dict(raw, prefer=theirs)
@@ -341,5 +346,4 @@ def convert_checkpoint(source: Path, target: Path, overrides: list[str] | None =
             raise CheckpointError(source, f"its {theirs!r} weights do not fit the model this config builds "
                                   f"[{brief_exception(exc)}]", "Check that dataset=, scale= and model.* select the "
                                   "model it was trained as (--debug lists every key), or pass another file") from exc
-    save_checkpoint(target, out)
     return out

@@ -26,3 +26,15 @@ def synth_tacos_smoke(tmp_path_factory):
         return roots[seed]
 
     return root
+
+
+@pytest.fixture(scope="session")
+def synth_tacos_run(synth_tacos_smoke, tmp_path_factory) -> tuple[Path, Path]:
+    """``(data_root, run_dir)``: one smoke-scale training run on the seed-0 synthetic TACoS data
+    (its predictions.json and EMA checkpoint), trained once per session through the CLI handler."""
+    from hieramamba.engine.cli import train_main
+
+    data_root = synth_tacos_smoke(0)
+    run_dir = tmp_path_factory.mktemp("predict_runs") / "smoke"
+    assert train_main(["dataset=synth_tacos", "scale=smoke", "seed=3", f"data_root={data_root}", f"out={run_dir}"]) == 0
+    return data_root, run_dir
