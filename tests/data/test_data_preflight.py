@@ -74,14 +74,18 @@ def _rewrite_h5_width(root, key: str, width: int) -> None:
         f.create_dataset(key, data=np.zeros((n, width), dtype=np.float32))
 
 
-def test_mixed_video_widths_name_the_file_and_record(tacos_dir):
-    _rewrite_h5_width(tacos_dir, "s27-d50.avi", 7)
-    cfg = tacos_config(tacos_dir)
-    cfg["features"]["video_dim"] = None
+def _the_one_check_error(cfg: dict, width_key: str, kind: str):
+    """(dataset, the report's only error item) with features.<width_key> null."""
+    cfg["features"][width_key] = None
     ds = GroundingDataset.from_config(cfg)
     report = check_dataset(ds)
-    assert report["errors"]["counts"] == {"inconsistent_video_dim": 1}
-    item = report["errors"]["items"]["inconsistent_video_dim"][0]
+    assert report["errors"]["counts"] == {kind: 1}
+    return ds, report["errors"]["items"][kind][0]
+
+
+def test_mixed_video_widths_name_the_file_and_record(tacos_dir):
+    _rewrite_h5_width(tacos_dir, "s27-d50.avi", 7)
+    ds, item = _the_one_check_error(tacos_config(tacos_dir), "video_dim", "inconsistent_video_dim")
     assert item["path"] == str(tacos_dir / H5) and item["record"] == "s27-d50.avi"
     assert "are 7-d but 3 of 4 are 16-d" in item["problem"]
     from hieramamba.data.preflight import require_usable
@@ -92,12 +96,7 @@ def test_mixed_video_widths_name_the_file_and_record(tacos_dir):
 
 def test_mixed_text_widths_name_the_file_and_record(snag_dir):
     np.save(snag_dir / "text" / "vidA_s2.npy", np.zeros((3, 9), dtype=np.float32))
-    cfg = snag_config(snag_dir)
-    cfg["features"]["text_dim"] = None
-    ds = GroundingDataset.from_config(cfg)
-    report = check_dataset(ds)
-    assert report["errors"]["counts"] == {"inconsistent_text_dim": 1}
-    item = report["errors"]["items"]["inconsistent_text_dim"][0]
+    ds, item = _the_one_check_error(snag_config(snag_dir), "text_dim", "inconsistent_text_dim")
     assert item["path"].endswith("vidA_s2.npy") and item["record"] == "vidA_s2"
     from hieramamba.data.preflight import require_usable
 
