@@ -241,6 +241,7 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
     """`hieramamba evaluate DIR`: score the run's EMA weights (or a checkpoint, or the prior)."""
     import time
 
+    from hieramamba.data.preflight import empty_split_problems, raise_first
     from hieramamba.data.run_quirks import run_data_quirks
     from hieramamba.engine import checkpoint as ckpt
     from hieramamba.engine.config import compose_config, load_yaml_config
@@ -262,6 +263,8 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
         prepare_run_dir(cfg)
     data = build_data(cfg)
     split = split or str(cfg.eval.split)
+    if data.split(split).num_queries == 0:  # nothing to predict; an unannotated split (Ego4D test) still is
+        raise_first(empty_split_problems(data, {"evaluation": split}))
     protocol = str(cfg.eval.protocol)
     tags = ([baseline] if baseline else []) + (["ckpt"] if checkpoint and not baseline else []) + \
         ([split] if split != str(cfg.eval.split) else [])

@@ -89,3 +89,14 @@ def test_reader_quirks_and_truncations_reach_metrics_json_and_the_log(data_root,
     assert "train" in metrics["data_quirks"]
     log = (out / "train.log").read_text()
     assert "data quirks" in log and "reversed_dropped 1" in log and "text_truncated" in log
+
+
+def test_evaluate_refuses_an_empty_split(data_root, tmp_path, capsys):
+    from hieramamba.engine.cli import evaluate_main
+
+    out = tmp_path / "run"
+    assert _train(data_root, out) == 0
+    _edit(data_root, "val", lambda d: {})
+    assert evaluate_main([str(out), "--split", "val"]) != 0
+    assert "val.json: the evaluation split 'val' has no annotated query" in capsys.readouterr().err
+    assert not (out / "metrics.val.json").exists()
