@@ -59,3 +59,12 @@ def test_text_shapes_match_the_loaded_arrays(fixture_config, snag_dir, mad_dir):
     for split in ds.records.splits.values():
         for q in split.queries():
             assert tuple(ds.text_source.shape(q)) == ds.load_text_features(q).shape
+
+
+def test_real_tacos_queries_longer_than_the_paper_max_text_len(shared_tacos_dir, tmp_path):
+    """What evaluation's default cut changes on the release: paper-scale TACoS has max_text_len 48."""
+    glove = tmp_path / "glove.txt"
+    glove.write_text("the 0.1 0.2\n")  # the count depends on the tokenizer only
+    ds = GroundingDataset.from_config("tacos", overrides={"root": str(shared_tacos_dir), "video_features": None,
+                                                          "glove": str(glove)})
+    assert {s: len(truncated_queries(ds, s, 48)) for s in ("train", "val", "test")} == {"train": 0, "val": 5, "test": 1}
