@@ -7,14 +7,14 @@ import json
 
 import pytest
 from readers_fixtures import (  # noqa: F401
+    ego4d_config,
+    ego4d_dir,
     mad_config,
     mad_dir,
     snag_config,
     snag_dir,
     tacos_config,
     tacos_dir,
-    ego4d_config,
-    ego4d_dir,
 )
 
 from hieramamba.data.cli import main as data_main

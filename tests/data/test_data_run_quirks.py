@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from readers_fixtures import mad_config, mad_dir, snag_config, snag_dir, tacos_config, tacos_dir  # noqa: F401
 
