@@ -4,8 +4,9 @@ The report lists, per split: videos, queries (by kind), durations, moment length
 quirk (what the reference protocol does with it); and, when features are configured, missing
 feature files, feature dimensions, lengths vs duration, NaN/Inf, and text features per query.
 
-Structural problems (missing/unreadable feature files, wrong dimensions, NaN/Inf, empty features)
-are errors: the check lists them all and fails. Known quirks are counted and pass, unless
+Structural problems (missing/unreadable feature files, wrong dimensions, features whose width
+differs from the others', NaN/Inf, empty features, a training or evaluation split without an
+annotated query) are errors: the check lists them all and fails. Known quirks are counted and pass, unless
 `strict`, which turns every counted quirk into an error.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from hieramamba.atomic import atomic_write_text
 from hieramamba.data.dataset import GroundingDataset
+from hieramamba.data.preflight import empty_split_problems, width_outliers
 from hieramamba.data.records import QUIRKS
 from hieramamba.errors import DataError
 
@@ -91,11 +93,16 @@ def check_dataset(ds: GroundingDataset, strict: bool = False, check_features: bo
             "queries_per_video": _stats(len(v.queries) for v in split.videos.values()),
         }
 
+    # an empty training or evaluation split would train on nothing or score NaN over no query
+    for p in empty_split_problems(ds, {"training": "train", "evaluation": ds.eval_split}):
+        errors.add(p.kind, p.path, p.record, p.problem)
+
     # ------------------------------------------------------------ features
     feat_info: dict[str, Any] = {"video": {"checked": 0, "dims": {}}, "text": {"checked": 0, "dims": {}}}
     has_video = any(v.feature is not None for s in ds.records.splits.values() for v in s.videos.values())
     if check_features and has_video:
         lengths_ratio = []
+        video_widths: list[tuple[str, str, int]] = []
         for split in ds.records.splits.values():
             for vid, video in split.videos.items():
                 try:
@@ -105,6 +112,7 @@ def check_dataset(ds: GroundingDataset, strict: bool = False, check_features: bo
                     errors.add(kind, exc.path, exc.record, exc.problem)
                     continue
                 feat_info["video"]["checked"] += 1
+                video_widths.append((video.feature.path, vid, int(feats.shape[1])))
                 dim = str(feats.shape[1])
                 feat_info["video"]["dims"][dim] = feat_info["video"]["dims"].get(dim, 0) + 1
                 expected = _expected_len(ds, video)
@@ -118,14 +126,15 @@ def check_dataset(ds: GroundingDataset, strict: bool = False, check_features: bo
                         f"{len(feats)} features (after down-sampling) for {video.duration:.2f} s; about {expected} expected",
                     )
                 del feats
-        if len(feat_info["video"]["dims"]) > 1:
-            errors.add("inconsistent_video_dim", ds.config.get("_source"), None, f"several feature dimensions: {feat_info['video']['dims']}")
+        for p in width_outliers(video_widths, "inconsistent_video_dim", "video features"):
+            errors.add(p.kind, p.path, p.record, p.problem)
         feat_info["video"]["length_over_expected"] = _stats(lengths_ratio)
     else:
         feat_info["video"]["skipped"] = "no video features configured" if not has_video else "not requested"
 
     if check_text and ds.text_source is not None:
         unknown = 0
+        text_widths: list[tuple[str, str, int]] = []
         glove = getattr(ds.text_source, "glove", None)
         for split in ds.records.splits.values():
             for q in split.queries():
@@ -136,14 +145,15 @@ def check_dataset(ds: GroundingDataset, strict: bool = False, check_features: bo
                     errors.add(kind, exc.path, exc.record, exc.problem)
                     continue
                 feat_info["text"]["checked"] += 1
+                text_widths.append((ds.text_source.locate(q), q.query_id, int(t.shape[1])))
                 dim = str(t.shape[1])
                 feat_info["text"]["dims"][dim] = feat_info["text"]["dims"].get(dim, 0) + 1
                 if glove is not None:
                     unknown += len(glove.unknown_words(q.sentence))
         if glove is not None:
             feat_info["text"]["glove_unknown_words"] = unknown  # embedded as zero vectors (HieraMamba)
-        if len(feat_info["text"]["dims"]) > 1:
-            errors.add("inconsistent_text_dim", ds.config.get("_source"), None, f"several text dimensions: {feat_info['text']['dims']}")
+        for p in width_outliers(text_widths, "inconsistent_text_dim", "text features"):
+            errors.add(p.kind, p.path, p.record, p.problem)
     else:
         feat_info["text"]["skipped"] = "no text features configured" if ds.text_source is None else "not requested"
     report["features"] = feat_info

@@ -1,28 +1,25 @@
-"""Small helpers shared by the readers: JSON loading and field access that fail with a DataError."""
+"""Small helpers shared by the readers: field access that fails with a DataError, the reference
+protocol for one query, and counting duplicate JSON keys (the loading itself: `jsonfile`)."""
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
+from hieramamba.data.jsonfile import format_location, read_json  # noqa: F401 (read_json re-exported)
 from hieramamba.errors import DataError
 
 _MISSING = object()
 
 
-def read_json(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "annotation file not found")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"unreadable annotation file: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+def count_duplicate_keys(quirks, split: str):
+    """An `on_duplicate` for `read_json` that counts each duplicate key as a quirk of `split`
+    (the last value is kept, as Python's json and so the authors' loaders do)."""
+
+    def add(location, key: str) -> None:
+        quirks.add(split, "duplicate_json_key_dropped", f"{format_location(location)} key {key!r}")
+
+    return add
 
 
 def field(obj: Any, key: str, path: object, record: object, kind: type | tuple = object, default: Any = _MISSING) -> Any:

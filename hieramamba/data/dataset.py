@@ -350,7 +350,7 @@ class GroundingDataset:
                 raise DataError(video.feature.path, str(exc), record=video.video_id) from None
             feats = feats[ws:we]
         texts = [self.load_text_features(q) for q in queries]
-        if train and max_text_len is not None:
+        if max_text_len is not None:  # training always; evaluation unless eval.truncate_text=false
             texts = [t[:max_text_len] for t in texts]
         return VideoSample(
             video_id=video.video_id,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hieramamba.data.common import accept_query, field, number, read_json
+from hieramamba.data.common import accept_query, count_duplicate_keys, field, number, read_json
 from hieramamba.data.features import FileFeature, SlicedFeature, find_array_file
 from hieramamba.data.records import DatasetRecords, Query, Split, Video, count_exact_duplicates
 from hieramamba.errors import DataError
@@ -74,7 +74,7 @@ def read_ego4d_split(
     path = Path(path)
     if annotated is None:
         annotated = "unannotated" not in path.name
-    data = read_json(path)
+    data = read_json(path, on_duplicate=count_duplicate_keys(records.quirks, split))
     videos = field(data, "videos", path, None, list)
     out = Split(split, source=str(path))
     quirks = records.quirks

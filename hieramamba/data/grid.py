@@ -16,6 +16,7 @@ g = t*30/16 - 1; MAD (5, 1/1/1): g = t*5 - 0.5.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,12 @@ class FeatureGrid:
     downsample_rate: int = 1  # keep every n-th stored feature
 
     def __post_init__(self) -> None:
+        for name in ("fps", "clip_size", "clip_stride", "downsample_rate"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError(f"fps must be positive, got {self.fps}")
         if self.clip_size <= 0 or self.clip_stride <= 0:
             raise ValueError(f"clip_size and clip_stride must be positive, got {self.clip_size}, {self.clip_stride}")
         if int(self.downsample_rate) != self.downsample_rate or self.downsample_rate < 1:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hieramamba.data.common import accept_query, field, number, pair, read_json
+from hieramamba.data.common import accept_query, count_duplicate_keys, field, number, pair, read_json
 from hieramamba.data.features import H5Feature
 from hieramamba.data.records import DatasetRecords, Query, Split, Video, count_exact_duplicates
 from hieramamba.errors import DataError
@@ -28,7 +28,7 @@ FPS = 5.0
 
 def read_mad_split(path: str | Path, split: str, records: DatasetRecords, frames_h5: str | Path | None = None, fps: float = FPS) -> Split:
     path = Path(path)
-    data = read_json(path)
+    data = read_json(path, on_duplicate=count_duplicate_keys(records.quirks, split))
     if not isinstance(data, dict):
         raise DataError(path, f"expected a JSON object keyed by annotation id, found {type(data).__name__}")
     out = Split(split, source=str(path))

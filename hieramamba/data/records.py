@@ -10,7 +10,6 @@ predictions can be written back in each dataset's official format.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +102,8 @@ QUIRKS: dict[str, str] = {
     "exact_duplicate_kept": "exact duplicate (same video, window, sentence): kept (every entry is evaluated)",
     "whitespace_stripped": "leading/trailing whitespace in the sentence: stripped",
     "video_without_queries": "video with no usable query: skipped (SnAG/HieraMamba)",
+    "duplicate_json_key_dropped": "the same key twice in one JSON object: the earlier value is lost, the last kept "
+                                  "(as Python's json, and so the authors' loaders, do)",
 }
 
 
@@ -166,10 +167,9 @@ def load_query_kinds(path: str | Path | None) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         return {}
-    try:
-        kinds = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(path, f"unreadable query-kinds file: {exc}") from None
+    from hieramamba.data.jsonfile import read_json  # lazy: records.py stays free of file formats
+
+    kinds = read_json(path)  # a duplicate query id is an error here: the file is generated, never hand-made
     if not isinstance(kinds, dict) or not all(isinstance(v, str) for v in kinds.values()):
         raise DataError(path, "query-kinds file must be a JSON object {query_id: kind (str)}")
     return {str(k): v for k, v in kinds.items()}

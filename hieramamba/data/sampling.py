@@ -12,6 +12,7 @@ once, as HieraMamba does, and reused every epoch) and each crop are reproducible
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +52,14 @@ def group_queries(
     [probe start, probe start + win_len] (a random subset of max_num_text if more; a window longer
     than win_len forms its own group). Returns groups of indices into `segments`."""
     segments = np.asarray(segments, dtype=np.float64).reshape(-1, 2)
+    # A NaN window is inside no window (every comparison is False): the loop would never free it.
+    if not np.isfinite(segments).all():
+        bad = np.flatnonzero(~np.isfinite(segments).all(axis=1)).tolist()
+        raise ValueError(f"non-finite query windows at positions {bad[:5]} cannot be grouped")
+    if not math.isfinite(win_len) or win_len <= 0:
+        raise ValueError(f"training window of {win_len} s cannot hold a query")
+    if max_num_text is not None and max_num_text < 1:
+        raise ValueError(f"max_num_text = {max_num_text}: a group needs at least one query")
     order = np.argsort(segments[:, 0], kind="stable")
     segs = segments[order]
     free = np.ones(len(segs), dtype=bool)
@@ -61,11 +70,13 @@ def group_queries(
         if segs[probe, 1] - segs[probe, 0] > win_len:
             idx = np.array([probe])
         else:
-            idx = np.flatnonzero((segs[:, 0] >= ws) & (segs[:, 1] <= we) & free)
+            fits = (segs[:, 0] >= ws) & (segs[:, 1] <= we) & free
+            fits[probe] = True  # e - s <= win_len may still round to e > s + win_len: the probe always fits
+            idx = np.flatnonzero(fits)
             if max_num_text is not None and len(idx) > max_num_text:
                 idx = np.sort(rng.choice(idx, size=max_num_text, replace=False))
         groups.append(tuple(int(i) for i in order[idx]))
-        free[idx] = False
+        free[idx] = False  # idx is never empty, so every pass frees at least one query
     return groups
 
 

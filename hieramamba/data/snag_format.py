@@ -9,14 +9,16 @@ Follows HieraMamba's parser: `duration` is used when present (else num_frames / 
 num_frames is re-derived as int(duration * fps), `num_clips` is optional (estimated from the
 duration when absent), sentences are stripped, windows clamped to [0, duration] and dropped when
 not positive (counted), videos without an `annotations` key or with no usable query are skipped
-(counted). Query id = `sentence_id` (default `<vid>_<idx:04d>`).
+(counted). Query id = `sentence_id` (default `<vid>_<idx:04d>`). A duplicate JSON key is counted
+under the split whose part of the file holds it (duplicates inside splits that are not read are not
+part of the dataset and are not counted).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hieramamba.data.common import accept_query, field, number, pair, read_json
+from hieramamba.data.common import accept_query, count_duplicate_keys, field, number, pair, read_json
 from hieramamba.data.features import ConcatFeature, FileFeature, find_array_file
 from hieramamba.data.records import DatasetRecords, Query, Split, Video, count_exact_duplicates
 from hieramamba.errors import DataError
@@ -38,7 +40,8 @@ def read_snag(
 ) -> DatasetRecords:
     """Read one processed JSON. `splits` maps our split names to the JSON's keys (default: all keys)."""
     anno_file = Path(anno_file)
-    data = read_json(anno_file)
+    duplicates: list[tuple] = []  # (location, key): counted below under the split they belong to
+    data = read_json(anno_file, on_duplicate=lambda location, key: duplicates.append((location, key)))
     if not isinstance(data, dict):
         raise DataError(anno_file, f"expected a JSON object keyed by split, found {type(data).__name__}")
     dirs = None
@@ -49,7 +52,13 @@ def read_snag(
                 raise DataError(d, "video feature directory not found")
     records = DatasetRecords(name, "snag")
     quirks = records.quirks
-    for split, key in (splits or {k: k for k in data}).items():
+    splits = splits or {k: k for k in data}
+    split_of_key = {key: split for split, key in splits.items()}
+    for location, key in duplicates:
+        json_split = location[0] if location else key  # a duplicate split key itself counts under that split
+        if json_split in split_of_key:
+            count_duplicate_keys(quirks, split_of_key[json_split])(location, key)
+    for split, key in splits.items():
         if key not in data:
             raise DataError(anno_file, f"split {key!r} not in the file (has {sorted(data)})")
         videos = field(data, key, anno_file, None, dict)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hieramamba.data.common import accept_query, field, number, read_json
+from hieramamba.data.common import accept_query, count_duplicate_keys, field, number, read_json
 from hieramamba.data.features import FileFeature, H5Feature, find_array_file
 from hieramamba.data.records import DatasetRecords, Query, Split, Video, count_exact_duplicates
 from hieramamba.errors import DataError
@@ -66,7 +66,7 @@ class TacosFeatures:
 
 def read_tacos_split(path: str | Path, split: str, records: DatasetRecords, features: TacosFeatures | None = None) -> Split:
     path = Path(path)
-    data = read_json(path)
+    data = read_json(path, on_duplicate=count_duplicate_keys(records.quirks, split))
     if not isinstance(data, dict):
         raise DataError(path, f"expected a JSON object keyed by video, found {type(data).__name__}")
     out = Split(split, source=str(path))

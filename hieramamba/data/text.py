@@ -1,8 +1,9 @@
 """Query token features: per-query files, a dict keyed by the query text, an h5 per annotation id,
 or GloVe word vectors embedded on the fly.
 
-Every source answers `load(query) -> (t, C) float32`, `locate(query) -> str` (for messages and the
-data report) and `exists(query) -> bool`.
+Every source answers `load(query) -> (t, C) float32`, `shape(query) -> (t, C)` (without building
+the array where the format allows), `locate(query) -> str` (for messages and the data report) and
+`exists(query) -> bool`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from hieramamba.data.features import find_array_file, load_array_file, to_float32_2d
+from hieramamba.data.features import FileFeature, find_array_file, load_array_file, to_float32_2d
 from hieramamba.data.records import Query
 from hieramamba.errors import DataError
 
@@ -41,9 +42,18 @@ class GloVe:
         keep = None if vocab is None else set(vocab)
         self.vectors: dict[str, np.ndarray] = {}
         self.dim: int | None = None
-        with open(self.path, encoding="utf-8", errors="strict") as f:
-            for lineno, line in enumerate(f, 1):
-                parts = line.rstrip("\n").rstrip(" ").split(" ")
+        try:
+            f = open(self.path, "rb")  # decoded line by line, so that a bad byte is reported with its line
+        except OSError as exc:
+            raise DataError(self.path, f"unreadable GloVe file: {exc}") from None
+        with f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(self.path, f"line {lineno}: not UTF-8 text ({exc.reason} at byte {exc.start} of "
+                                               "the line); GloVe files are UTF-8") from None
+                parts = line.rstrip("\n").rstrip("\r").rstrip(" ").split(" ")
                 if len(parts) < 2:
                     if not line.strip():
                         continue
@@ -94,6 +104,9 @@ class GloVeText:
     def load(self, query: Query) -> np.ndarray:
         return self.glove.embed(query.sentence)
 
+    def shape(self, query: Query) -> tuple[int, int]:
+        return len(tokenize(query.sentence)), int(self.glove.dim)
+
 
 class DirTextFeatures:
     """One file per query: `<dir>/<stem>.npy|.pt` with stem = stem_of(query)."""
@@ -116,6 +129,12 @@ class DirTextFeatures:
         if found is None:
             raise DataError(self.locate(query), "text feature file not found", record=query.query_id)
         return to_float32_2d(load_array_file(found, query.query_id), found, query.query_id)
+
+    def shape(self, query: Query) -> tuple[int, ...]:
+        found = find_array_file(self.directory, self.stem_of(query))
+        if found is None:
+            raise DataError(self.locate(query), "text feature file not found", record=query.query_id)
+        return FileFeature(str(found), record=query.query_id).shape()  # a .npy header only
 
 
 class DictTextFeatures:
@@ -149,6 +168,9 @@ class DictTextFeatures:
         if key is None:
             raise DataError(self.path, f"no features for the query text {query.sentence!r}", record=query.query_id)
         return to_float32_2d(self.table[key], self.path, query.query_id)
+
+    def shape(self, query: Query) -> tuple[int, ...]:
+        return self.load(query).shape  # already in memory
 
 
 class H5TextFeatures:
@@ -191,6 +213,12 @@ class H5TextFeatures:
         if query.query_id not in f:
             raise DataError(self.path, "no language-token dataset for this annotation id", record=query.query_id)
         return to_float32_2d(f[query.query_id][()], self.path, query.query_id)
+
+    def shape(self, query: Query) -> tuple[int, ...]:
+        f = self._open()
+        if query.query_id not in f:
+            raise DataError(self.path, "no language-token dataset for this annotation id", record=query.query_id)
+        return tuple(f[query.query_id].shape)
 
 
 def make_text_source(text_features: str | Path | None, glove: str | Path | None, stem_of: Callable[[Query], str], vocab: Iterable[str] | None = None):

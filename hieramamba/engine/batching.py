@@ -153,7 +153,8 @@ def epoch_order(num_samples: int, seed: int, epoch: int) -> list[int]:
 def eval_video_batch(vs: VideoSample, pad_multiple: int, vid_stride: int) -> Batch:
     """One evaluation video with all its queries, padded to a multiple of `pad_multiple` steps.
 
-    Text is not truncated at evaluation (the authors truncate to max_text_len in training only)."""
+    The text arrives cut to max_text_len unless `eval.truncate_text=false` (`inference.eval_truncates_text`);
+    the authors cut it in training only."""
     t = vs.video.shape[0]
     length = max(int(pad_multiple), -(-t // int(pad_multiple)) * int(pad_multiple))
     vid, mask = pad_video(vs.video, length)

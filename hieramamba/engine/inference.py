@@ -70,6 +70,13 @@ def _register(out: SplitPredictions, data: GroundingDataset, video_id: str, quer
         out.ground_truth[query.query_id] = (float(query.segment[0]), float(query.segment[1]))
 
 
+def eval_truncates_text(cfg) -> bool:
+    """Whether evaluation cuts queries to the model's `max_text_len` (what training saw, and a
+    200k-word query cannot blow up memory): `eval.truncate_text`, default true; false is the
+    authors' evaluation (whole queries, the text PE interpolated past its table)."""
+    return bool(cfg.eval.get("truncate_text", True))
+
+
 @torch.no_grad()
 def predict_split(
     model: torch.nn.Module,
@@ -83,11 +90,13 @@ def predict_split(
     device: torch.device,
     autocast: bool = False,
     progress: bool = False,
+    max_text_len: int | None = None,
 ) -> SplitPredictions:
     """Run `model` on every video of `split` and post-process every query.
 
     `points_for(level lengths)` gives the per-level point tables (T_l, 4) of the model's point
-    generator; `pad_multiple` is the coarsest level's stride in feature steps.
+    generator; `pad_multiple` is the coarsest level's stride in feature steps; queries are cut to
+    `max_text_len` tokens when it is given (`eval_truncates_text`).
     """
     model.eval()
     pp = postprocess_config(eval_cfg)
@@ -100,7 +109,7 @@ def predict_split(
 
         iterator = tqdm(samples, desc=f"eval {split}", unit="video", leave=False)
     for sample in iterator:
-        vs = data.load_sample(sample)
+        vs = data.load_sample(sample, max_text_len=max_text_len)
         batch = eval_video_batch(vs, pad_multiple, vid_stride).to(device)
         per_query = predict_video(model, batch, points_for=points_for, pp=pp, chunk=chunk, device=device,
                                   autocast=autocast)

@@ -28,7 +28,7 @@ CHECKPOINTS = "checkpoints"
 # Fields of metrics.json that measure this execution rather than the result.
 TIMING_FIELDS = ("train_time_s", "eval_time_s", "peak_mem_mb")
 METRICS_KEYS = (
-    "dataset", "variant", "seed", "split", "protocol", "metrics", "n_queries", "n_dropped",
+    "dataset", "variant", "seed", "split", "protocol", "metrics", "n_queries", "n_dropped", "data_quirks",
     "by_length_bin", "by_query_kind", "n_params", "n_params_backbone", "train_time_s", "eval_time_s",
     "peak_mem_mb", "versions", "device", "git_commit", "config_sha",
 )
@@ -166,8 +166,11 @@ def _parameter_counts(model) -> tuple[int | None, int | None]:
     return total, (sum(p.numel() for p in backbone.parameters()) if backbone is not None else None)
 
 
-def _metrics_record(cfg, split: str, protocol: str, scored: dict, *, train_time: float, eval_time: float,
-                    device: torch.device, variant: str | None = None, model=None) -> dict:
+def _metrics_record(cfg, split: str, protocol: str, scored: dict, *, data_quirks: dict, train_time: float,
+                    eval_time: float, device: torch.device, variant: str | None = None, model=None) -> dict:
+    """metrics.json; `n_dropped` = the evaluated split's queries the reader dropped (data_quirks)
+    plus the zero-length ground truth the scorer dropped."""
+    from hieramamba.data.run_quirks import dropped_queries
     from hieramamba.engine.config import config_sha
 
     n_params, n_params_backbone = _parameter_counts(model)
@@ -178,6 +181,8 @@ def _metrics_record(cfg, split: str, protocol: str, scored: dict, *, train_time:
         "split": split,
         "protocol": protocol,
         **scored,
+        "n_dropped": int(scored["n_dropped"]) + dropped_queries(data_quirks.get(split, {})),
+        "data_quirks": data_quirks,
         "n_params": n_params,
         "n_params_backbone": n_params_backbone,
         "train_time_s": round(float(train_time), 3),
@@ -192,12 +197,13 @@ def _metrics_record(cfg, split: str, protocol: str, scored: dict, *, train_time:
 
 
 def _evaluate_model(cfg, data, parts, weights_module, split: str, device: torch.device):
-    from hieramamba.engine.inference import predict_split
+    from hieramamba.engine.inference import eval_truncates_text, predict_split
 
     return predict_split(
         weights_module, data, split, points_for=parts.points_for, pad_multiple=parts.pad_multiple,
         vid_stride=parts.vid_stride, eval_cfg=cfg.eval, device=device,
         autocast=bool(cfg.train.bf16) and device.type == "cuda", progress=bool(cfg.train.progress),
+        max_text_len=parts.max_text_len if eval_truncates_text(cfg) else None,
     )
 
 
@@ -224,8 +230,9 @@ def run_training(cfg) -> dict:
         scored = score(preds, cfg.eval, str(cfg.eval.protocol))
         eval_time = time.perf_counter() - t0
         write_predictions(run_dir / PREDICTIONS, preds, data)
-        record = _metrics_record(cfg, split, str(cfg.eval.protocol), scored, train_time=result.train_time_s,
-                                 eval_time=eval_time, device=device, model=result.parts.model)
+        record = _metrics_record(cfg, split, str(cfg.eval.protocol), scored, data_quirks=result.data_quirks,
+                                 train_time=result.train_time_s, eval_time=eval_time, device=device,
+                                 model=result.parts.model)
         atomic_write_json(run_dir / METRICS, record)
         logger.info("evaluated %s: %s", split, " ".join(f"{k} {v:.2f}" for k, v in record["metrics"].items()))
         return record
@@ -242,10 +249,12 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
     """`hieramamba evaluate DIR`: score the run's EMA weights (or a checkpoint, or the prior)."""
     import time
 
+    from hieramamba.data.preflight import empty_split_problems, raise_first
+    from hieramamba.data.run_quirks import run_data_quirks
     from hieramamba.engine import checkpoint as ckpt
     from hieramamba.engine.config import compose_config, load_yaml_config
     from hieramamba.engine.factory import build_parts
-    from hieramamba.engine.inference import fit_prior, prior_predictions, score, write_predictions
+    from hieramamba.engine.inference import eval_truncates_text, fit_prior, prior_predictions, score, write_predictions
     from hieramamba.engine.trainer import check_same_config, select_device, seed_everything
     from hieramamba.errors import CheckpointError, ConfigError
 
@@ -262,6 +271,8 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
         prepare_run_dir(cfg)
     data = build_data(cfg)
     split = split or str(cfg.eval.split)
+    if data.split(split).num_queries == 0:  # nothing to predict; an unannotated split (Ego4D test) still is
+        raise_first(empty_split_problems(data, {"evaluation": split}))
     protocol = str(cfg.eval.protocol)
     tags = ([baseline] if baseline else []) + (["ckpt"] if checkpoint and not baseline else []) + \
         ([split] if split != str(cfg.eval.split) else [])
@@ -273,6 +284,7 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
     if baseline == "prior":
         preds = prior_predictions(data, split, fit_prior(data, "train", k=max(int(r) for r in cfg.eval.ranks)))
         variant = "prior"
+        data_quirks = run_data_quirks(data, {"train": False, split: False}, None)  # the prior reads no text
     else:
         device = select_device(cfg.train.device)
         seed_everything(int(cfg.seed))
@@ -295,8 +307,9 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
         preds = _evaluate_model(cfg, data, parts, parts.model, split, device)
         variant = None
         model = parts.model
+        data_quirks = run_data_quirks(data, {"train": True, split: eval_truncates_text(cfg)}, parts.max_text_len)
     scored = score(preds, cfg.eval, protocol)
-    record = _metrics_record(cfg, split, protocol, scored, train_time=train_time,
+    record = _metrics_record(cfg, split, protocol, scored, data_quirks=data_quirks, train_time=train_time,
                              eval_time=time.perf_counter() - t0, device=device, variant=variant, model=model)
     write_predictions(run_dir / f"predictions{suffix}.json", preds, data)
     atomic_write_json(run_dir / f"metrics{suffix}.json", record)

@@ -28,7 +28,11 @@ from hieramamba.engine import checkpoint as ckpt
 from hieramamba.engine.batching import Batch, TrainCollate, TrainSamples, epoch_order
 from hieramamba.engine.config import config_diff, to_yaml
 from hieramamba.engine.ema import ModelEMA
+from hieramamba.data.preflight import require_usable
+from hieramamba.data.run_quirks import describe as describe_quirks
+from hieramamba.data.run_quirks import run_data_quirks
 from hieramamba.engine.factory import ModelParts, build_parts
+from hieramamba.engine.inference import eval_truncates_text
 from hieramamba.engine.optim import build_optimizer, build_scheduler
 from hieramamba.errors import CheckpointError, ConfigError
 from hieramamba.losses import (
@@ -41,6 +45,7 @@ from hieramamba.losses import (
     sigmoid_focal_loss,
 )
 
+TRAIN_SPLIT = "train"
 CURVE_FIELDS = ("epoch", "iteration", "lr", "loss", "cls", "reg", "acc", "spc", "loss_norm", "num_pos", "grad_norm")
 
 
@@ -160,6 +165,7 @@ class TrainResult:
     iteration: int
     train_time_s: float
     resumed_from: int | None
+    data_quirks: dict[str, dict[str, int]]  # split -> quirk -> n (data.run_quirks)
 
 
 def _curve_rows(path: Path, max_iteration: int) -> list[dict[str, str]]:
@@ -190,7 +196,12 @@ def train(cfg, data, run_dir: Path, checkpoint_dir: Path, logger) -> TrainResult
     set_determinism(cfg, device)
     seed = int(cfg.seed)
     seed_everything(seed)
+    eval_split = str(cfg.eval.split)
+    require_usable(data, TRAIN_SPLIT, eval_split)  # empty splits, mixed feature widths: before anything is built
     parts = build_parts(cfg, data, device)
+    data_quirks = run_data_quirks(data, {TRAIN_SPLIT: True, eval_split: eval_truncates_text(cfg)},
+                                  parts.max_text_len)
+    logger.info("data quirks (counted; handled as the reference protocol does): %s", describe_quirks(data_quirks))
     model = parts.model
     objective = Objective(cfg, parts.embd_dim, parts.anchor_stride).to(device)
     trainable = [model] + ([] if cfg.train.frozen_projectors else [objective])
@@ -199,7 +210,8 @@ def train(cfg, data, run_dir: Path, checkpoint_dir: Path, logger) -> TrainResult
 
     samples = TrainSamples(data, seed=seed, max_seq_len=parts.max_seq_len, vid_stride=parts.vid_stride,
                            max_queries=int(cfg.train.max_queries), crop_ratio=cfg.train.crop_ratio,
-                           trunc_thresh=float(cfg.train.trunc_thresh), max_text_len=parts.max_text_len)
+                           trunc_thresh=float(cfg.train.trunc_thresh), max_text_len=parts.max_text_len,
+                           split=TRAIN_SPLIT)
     collate = TrainCollate(parts.max_text_len)
     bs = int(cfg.train.batch_size)
     iters_per_epoch = max(1, len(samples) // bs)  # drop_last: every step sees a full batch
@@ -309,4 +321,4 @@ def train(cfg, data, run_dir: Path, checkpoint_dir: Path, logger) -> TrainResult
                     iters_per_epoch, time.perf_counter() - t0, float(rows[-1]["loss"]) if rows else float("nan"))
     if tb is not None:
         tb.close()
-    return TrainResult(parts, ema, total_epochs, iteration, train_time, resumed_from)
+    return TrainResult(parts, ema, total_epochs, iteration, train_time, resumed_from, data_quirks)

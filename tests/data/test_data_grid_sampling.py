@@ -70,6 +70,45 @@ def test_group_queries_caps_and_is_deterministic():
     assert sorted(i for g in a for i in g) == list(range(10))
 
 
+class _Hang(Exception):
+    pass
+
+
+def _within_seconds(seconds: int, fn, *args):
+    """fn(*args), or _Hang when it runs longer (the bug this guards: a loop that never ends)."""
+    import signal
+
+    def stop(signum, frame):
+        raise _Hang(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        return fn(*args)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_group_queries_refuses_non_finite_windows_instead_of_spinning(bad):
+    segs = np.array([[1.0, 5.0], [bad, 8.0], [3.0, 4.0]])
+    with pytest.raises(ValueError, match=r"non-finite query windows at positions \[1\]"):
+        _within_seconds(5, group_queries, segs, 20.0, None, np.random.default_rng(0))
+    for win, cap in ((np.nan, None), (0.0, None), (20.0, 0)):
+        with pytest.raises(ValueError):
+            _within_seconds(5, group_queries, segs[[0, 2]], win, cap, np.random.default_rng(0))
+
+
+def test_group_queries_terminates_when_a_window_of_exactly_win_len_rounds_past_it():
+    # e - s <= w but e > s + w in float64: the probe fitted no window of its own and was never freed
+    s, w = 9.954560807291957, 18.25230788791353
+    e = float(np.nextafter(s + w, np.inf))
+    assert e - s <= w and e > s + w
+    groups = _within_seconds(5, group_queries, np.array([[s, e], [s + 1, s + 2]]), w, None, np.random.default_rng(0))
+    assert sorted(i for g in groups for i in g) == [0, 1]
+
+
 def _split_with(segments: list[tuple[float, float]], duration=100.0) -> Split:
     v = Video("v", duration=duration, fps=29.4, num_frames=int(duration * 29.4))
     v.queries = [Query(f"v_{i:04d}", "v", f"q{i}", s, index=i) for i, s in enumerate(segments)]

@@ -172,3 +172,20 @@ def test_bad_glove_missing(tacos_dir):
     with pytest.raises(DataError) as exc:
         GroundingDataset.from_config(tacos_config(tacos_dir))
     assert "glove.6B.300d.txt" in str(exc.value) and "never downloaded" in str(exc.value)
+
+
+def test_bad_glove_not_utf8_names_the_path_and_line(tacos_dir):
+    path = tacos_dir / "glove.6B.300d.txt"
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[2] = b"caf\xe9 0.1 0.1 0.1 0.1 0.1\n"  # latin-1, not UTF-8
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(DataError) as exc:
+        GroundingDataset.from_config(tacos_config(tacos_dir))
+    assert str(path) in str(exc.value) and "line 3: not UTF-8" in str(exc.value)
+
+
+def test_glove_reads_crlf_lines(tmp_path):
+    p = tmp_path / "g.txt"
+    p.write_bytes(b"a 1 2 3\r\nb 4 5 6\r\n")
+    g = GloVe(p)
+    assert g.dim == 3 and g.vectors["b"].tolist() == [4, 5, 6]
