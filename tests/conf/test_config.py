@@ -147,8 +147,10 @@ def test_reference_quirks_turns_on_every_switch_reproducing_the_authors_code():
     quirks = compose_config(["dataset=synth_tacos", "scale=smoke", "ablation=reference_quirks"])
     switches = ["model.backbone.reference_mask_quirk", "model.backbone.reference_padding_leak",
                 "model.reference_precision", "train.frozen_projectors"]
-    assert config_diff(base, quirks) == sorted(switches + ["variant"])
+    fixes = ["eval.truncate_text"]  # our fix on by default; the authors feed whole queries
+    assert config_diff(base, quirks) == sorted(switches + fixes + ["variant"])
     assert all(OmegaConf.select(base, k) is False and OmegaConf.select(quirks, k) is True for k in switches)
+    assert all(OmegaConf.select(base, k) is True and OmegaConf.select(quirks, k) is False for k in fixes)
 
 
 def test_unknown_keys_are_rejected_by_name(tmp_path):
