@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "data": ("hieramamba.data.cli", "main", "synthesize or check a dataset (`data synth`, `data check`)"),
     "bench": ("hieramamba.bench.cli", "main", "benchmarks (`bench scaling`)"),
+    "gpu-check": ("hieramamba.bench.gpu_check", "main", "one-command GPU check: CUDA tests, parity, scaling, throughput, train+evaluate"),
     "parity": ("hieramamba.parity.cli", "main", "our SSM kernels against mamba_ssm's (CUDA, or Triton interpreted on CPU)"),
 }
 
