@@ -93,7 +93,7 @@ def measure_training(dataset: str, device: str = "cuda", *, steps: int = 20, war
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = model(mb.vid, mb.vid_mask, mb.text, mb.text_mask, mb.queries_per_video)
             pts = points([int(x.shape[-1]) for x in out.logits])
-            objective(out, mb, list(pts), 1.0, neg_gen).total.backward()
+            objective(out, mb, [p.to(dev) for p in pts], 1.0, neg_gen).total.backward()
         torch.nn.utils.clip_grad_norm_(params, float(cfg.train.clip_grad_norm))
         optimizer.step()
 
