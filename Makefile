@@ -6,7 +6,7 @@ PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 CORES ?= all
 
-.PHONY: install test reproduce report lint clean-results parity
+.PHONY: install test reproduce report lint clean-results parity gpu-wheels gpu-check
 
 install:
 	$(PYTHON) -m pip install --quiet "$(TORCH_SPEC)"
@@ -35,3 +35,28 @@ parity: install
 	  $(PYTHON) -m pip install --quiet "$(TRITON_SPEC)" && \
 	  MAMBA_FORCE_BUILD=TRUE MAMBA_SKIP_CUDA_BUILD=TRUE $(PYTHON) -m pip install --quiet --no-deps --no-build-isolation "$(MAMBA_SSM_SPEC)"; }
 	$(PYTHON) -m hieramamba parity --json results/parity/parity.json
+
+# The GPU check (docs/gpu.md). `make gpu-wheels` runs HERE (it needs the network): every wheel the
+# check needs on the bare GPU machine (CPython 3.12, manylinux x86_64, torch/triton/numpy/h5py
+# already there, no network), into the git-ignored gpu-wheels/ (about 1 MiB; the device copy
+# limit is 64 MiB). mamba-ssm: its Python sources only (the Triton kernels; no CUDA build).
+# antlr4-python3-runtime has only an sdist: built here into a pure-Python wheel.
+GPU_WHEELS ?= gpu-wheels
+GPU_PYTHON_VERSION ?= 3.12
+GPU_WHEEL_SPECS ?= hydra-core==1.3.2 omegaconf==2.3.0 PyYAML==6.0.2 tqdm==4.67.1 einops==0.8.1 packaging==25.0
+gpu-wheels:
+	rm -rf $(GPU_WHEELS) && mkdir -p $(GPU_WHEELS)
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON_VERSION) \
+	  --implementation cp --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux_2_28_x86_64 -d $(GPU_WHEELS) $(GPU_WHEEL_SPECS)
+	$(PYTHON) -m pip wheel --quiet --no-deps -w $(GPU_WHEELS) antlr4-python3-runtime==4.9.3
+	MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE $(PYTHON) -m pip wheel --quiet --no-deps \
+	  --no-build-isolation -w $(GPU_WHEELS) "$(MAMBA_SSM_SPEC)"
+	$(PYTHON) -m pip wheel --quiet --no-deps -w $(GPU_WHEELS) .
+	ls -l $(GPU_WHEELS) && du -sh $(GPU_WHEELS)
+
+# On the GPU machine, from the repo root: installs from gpu-wheels/ what does not import (pip
+# --no-index), then runs every step within ~8 minutes on one H100; writes results/gpu/gpu_check.{json,md}.
+# No `install` prerequisite: that would pip-install the CPU torch pin over the machine's CUDA torch.
+gpu-check:
+	$(PYTHON) -m hieramamba gpu-check --wheels $(GPU_WHEELS)

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "predict": ("hieramamba.engine.predict_cli", "predict_main", "top-k moments of text queries in one video"),
     "data": ("hieramamba.data.cli", "main", "synthesize or check a dataset (`data synth`, `data check`)"),
     "bench": ("hieramamba.bench.cli", "main", "benchmarks (`bench scaling`)"),
+    "gpu-check": ("hieramamba.bench.gpu_check", "main", "one-command GPU check: CUDA tests, parity, scaling, throughput, train+evaluate"),
     "parity": ("hieramamba.parity.cli", "main", "our SSM kernels against mamba_ssm's (CUDA, or Triton interpreted on CPU)"),
 }
 

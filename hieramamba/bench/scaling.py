@@ -77,10 +77,22 @@ def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def _median_time(fn, repeats: int, sync) -> float:
+def _median_time(fn, repeats: int, sync, cuda: bool = False) -> float:
+    """Median seconds of `repeats` calls; on CUDA timed by CUDA events (device time of the
+    queued work, not host time around a synchronize)."""
+    import torch
+
     times = []
     for _ in range(repeats):
         sync()
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+            continue
         t0 = time.perf_counter()
         fn()
         sync()
@@ -117,6 +129,8 @@ def _build_backbone(spec: dict, device):
         global_mixer=spec.get("global_mixer"),
         local_mixer=spec.get("local_mixer"),
     )
+    if spec.get("ssm_backend"):
+        wanted["ssm_backend"] = spec["ssm_backend"]  # torch chunked scan or mamba_ssm's Triton kernel
     wanted.update(spec.get("backbone_kwargs", {}))
     params = inspect.signature(cls.__init__).parameters
     kwargs = {k: v for k, v in wanted.items() if k in params}
@@ -162,7 +176,7 @@ def measure_point(spec: dict) -> dict:
         a = torch.randn(*shape, device=device)
         b = torch.randn(*shape, device=device)
         a @ b
-        t = _median_time(lambda: a @ b, repeats, sync)
+        t = _median_time(lambda: a @ b, repeats, sync, cuda)
         result.update(time_s=t, gflops=2.0 * int(batch or 1) * n**3 / t / 1e9)
         return result
 
@@ -215,7 +229,7 @@ def measure_point(spec: dict) -> dict:
             result["fwd_peak_mb"] = (_maxrss_mb() - base) if fresh else None
             if cuda:
                 result["fwd_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-            result["fwd_s"] = _median_time(fwd, repeats, sync)
+            result["fwd_s"] = _median_time(fwd, repeats, sync, cuda)
     if "fwd_bwd" in modes and grads:
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
@@ -224,7 +238,7 @@ def measure_point(spec: dict) -> dict:
         result["fwd_bwd_peak_mb"] = (_maxrss_mb() - base) if fresh else None
         if cuda:
             result["fwd_bwd_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-        result["fwd_bwd_s"] = _median_time(fwd_bwd, repeats, sync)
+        result["fwd_bwd_s"] = _median_time(fwd_bwd, repeats, sync, cuda)
     if result.get("flops") and result.get("fwd_s"):
         result["gflops"] = result["flops"] / result["fwd_s"] / 1e9
     return result
@@ -329,7 +343,7 @@ def run(args) -> dict:
         + ("" if env["malloc_tuned"] else "  (untuned: set both, or pass --malloc-tuning, for up to ~3x at long L)")
     )
     print(f"# load average at start: {env['load_average_at_start']} (other work on the machine skews timings)")
-    common = dict(repeats=args.repeats, device=device, threads=args.threads)
+    common = dict(repeats=args.repeats, device=device, threads=args.threads, ssm_backend=args.ssm_backend)
 
     if args.what in ("scan", "all"):
         lengths = args.scan_lengths
@@ -491,7 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop-max-length", type=int, default=16384, help="longest L for the per-step loop baseline")
     p.add_argument("--matmul-size", type=int, default=2048)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each point")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (CUDA: CUDA-event timing, torch.cuda.max_memory_allocated)")
+    p.add_argument("--ssm-backend", default="auto", choices=["auto", "torch", "mamba_ssm"],
+                   help="SSD scan of the SSM backbones: our chunked torch scan, mamba_ssm's kernel (CUDA), or auto")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per point (fresh-process mode)")
     p.add_argument("--quick", action="store_true",
                    help="tiny lengths, one width, the HieraMamba mixer only, 1 repeat (a smoke run)")

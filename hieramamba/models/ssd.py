@@ -69,11 +69,12 @@ _LOG2E = 1.4426950408889634  # log2(e)
 @functools.lru_cache(maxsize=1)
 def _mamba_chunk_scan_combined():
     """mamba_ssm's Triton SSD scan, or None when mamba_ssm / triton cannot be imported."""
-    try:
-        from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined  # noqa: PLC0415
-    except Exception:  # ImportError, or the missing compiled extension of CPU-only installs
+    from hieramamba.models.mamba_ssm_import import import_mamba_ssm_module  # noqa: PLC0415
+
+    try:  # also from a source-only install whose package __init__ lacks its compiled extension
+        return import_mamba_ssm_module("mamba_ssm.ops.triton.ssd_combined").mamba_chunk_scan_combined
+    except Exception:  # noqa: BLE001 - ImportError, or triton failing to load
         return None
-    return mamba_chunk_scan_combined
 
 
 def mamba_ssm_available() -> bool:

@@ -55,7 +55,7 @@ def plan(upstream, quick: bool):
         items.append(lambda before=before: checks.gated_rmsnorm_check(upstream, device, 64, 768, before))
     for b, d, n, l in sel_shapes:
         items.append(lambda b=b, d=d, n=n, l=l: checks.selective_scan_check(upstream, device, b, d, n, l, "ref"))
-        if cuda:
+        if cuda and upstream.selective_scan_fn is not None:  # None: a source-only mamba_ssm (no CUDA build)
             items.append(lambda b=b, d=d, n=n, l=l: checks.selective_scan_check(upstream, device, b, d, n, l, "fn"))
     if upstream.mamba2 is not None:
         items.append(lambda: checks.mamba2_block_check(upstream, device, 64, 150))

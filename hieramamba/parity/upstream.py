@@ -19,7 +19,9 @@ What the interpreter needs:
   registering a bare package module with the source folder as its path, and only the submodules
   used here are imported.
 - Five shims, applied only in interpreter mode (3 and 4 only while ``interpreter_shims`` is
-  active):
+  active), except shim 1, which CUDA mode also applies to a source-only mamba_ssm (built with
+  ``MAMBA_SKIP_CUDA_BUILD=TRUE``, as `make gpu-wheels` does; its Triton kernels then load through
+  the same bare package, ``hieramamba.models.mamba_ssm_import``, and ``selective_scan_fn`` is None):
   1. ``selective_scan_cuda``: a placeholder module, so that ``selective_scan_interface`` (which
      holds ``selective_scan_ref``) imports; its CUDA function is never called.
   2. autotuned kernels keep their first config: benchmarking configs needs a GPU driver, and the
@@ -45,6 +47,8 @@ import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from hieramamba.models.mamba_ssm_import import bare_mamba_ssm, import_mamba_ssm_module
 
 MIN_TRITON_FOR_INTERPRETER = (3, 8)
 # What shim 4 reports: only the backward kernels' work split depends on it.
@@ -123,35 +127,35 @@ def load_upstream(src: str | os.PathLike | None = None, mode: str = "auto") -> U
         raise ValueError(f"mode must be auto, cuda or interpreter, got {mode!r}")
     package_dir = locate_mamba_ssm(src)
     if mode == "auto":
-        mode = "cuda" if _cuda_ready() and src is None and _imports_normally() else "interpreter"
+        mode = "cuda" if _cuda_ready() and src is None else "interpreter"
     if mode == "cuda":
         return _load_for_cuda(package_dir)
     return _load_for_interpreter(package_dir)
 
 
-def _imports_normally() -> bool:
-    try:
-        importlib.import_module("mamba_ssm")
-    except Exception:  # noqa: BLE001 - ImportError, or the compiled extension failing to load
+def _placeholder_selective_scan_cuda() -> bool:
+    """Shim 1: a placeholder ``selective_scan_cuda`` when the compiled one is absent; True if placed."""
+    if importlib.util.find_spec("selective_scan_cuda") is not None:
         return False
+    sys.modules.setdefault("selective_scan_cuda", types.ModuleType("selective_scan_cuda"))
     return True
 
 
 def _load_for_cuda(package_dir: Path) -> Upstream:
+    """The Triton kernels on the GPU; mamba_ssm's CUDA selective scan too when it was compiled (a
+    source-only install, MAMBA_SKIP_CUDA_BUILD=TRUE, has none: then only its reference is compared)."""
     if not _cuda_ready():
         raise UpstreamUnavailable("mode 'cuda' needs a CUDA GPU; none is visible to torch")
     try:
-        from mamba_ssm.ops.selective_scan_interface import (
-            selective_scan_fn,
-            selective_scan_ref,
-        )
-        from mamba_ssm.ops.triton.layernorm_gated import rmsnorm_fn
-        from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+        chunk_scan = import_mamba_ssm_module("mamba_ssm.ops.triton.ssd_combined").mamba_chunk_scan_combined
+        rmsnorm = import_mamba_ssm_module("mamba_ssm.ops.triton.layernorm_gated").rmsnorm_fn
+        compiled = not _placeholder_selective_scan_cuda()
+        interface = import_mamba_ssm_module("mamba_ssm.ops.selective_scan_interface")
     except Exception as err:
         raise UpstreamUnavailable(f"mamba_ssm did not import on this CUDA machine: {err!r}") from err
     return Upstream(
-        mamba_ssm_version(package_dir), package_dir, "cuda",
-        mamba_chunk_scan_combined, rmsnorm_fn, selective_scan_ref, selective_scan_fn, _mamba2_class(),
+        mamba_ssm_version(package_dir), package_dir, "cuda", chunk_scan, rmsnorm,
+        interface.selective_scan_ref, interface.selective_scan_fn if compiled else None, _mamba2_class(),
     )
 
 
@@ -170,12 +174,8 @@ def _load_for_interpreter(package_dir: Path) -> Upstream:
     loaded = sys.modules.get("mamba_ssm")
     if loaded is not None and Path(next(iter(getattr(loaded, "__path__", [""])))).resolve() != package_dir:
         raise UpstreamUnavailable(f"another mamba_ssm ({loaded.__path__}) is already imported in this process")
-    if loaded is None:
-        package = types.ModuleType("mamba_ssm")  # bypasses mamba_ssm/__init__.py and its CUDA imports
-        package.__path__ = [str(package_dir)]
-        sys.modules["mamba_ssm"] = package
-    if importlib.util.find_spec("selective_scan_cuda") is None:
-        sys.modules.setdefault("selective_scan_cuda", types.ModuleType("selective_scan_cuda"))  # shim 1
+    bare_mamba_ssm(package_dir)  # bypasses mamba_ssm/__init__.py and its CUDA imports
+    _placeholder_selective_scan_cuda()
     if importlib.util.find_spec("huggingface_hub") is None:  # shim 5
         hub = types.ModuleType("huggingface_hub")
         hub.PyTorchModelHubMixin = type("PyTorchModelHubMixin", (), {})

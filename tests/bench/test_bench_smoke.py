@@ -82,3 +82,14 @@ def test_seed_backbones_get_their_own_series(tmp_path):
     assert set(fwd) == {"hieramamba", "snag"} and fwd["snag"]["slope"] is not None
     with pytest.raises(SystemExit):
         scaling.parse_args(["--backbones", "lstm"])
+
+
+def test_ssm_backend_reaches_the_backbone():
+    """--ssm-backend goes into the backbone: torch runs on CPU, mamba_ssm refuses CPU tensors."""
+    base = dict(kind="backbone", name="hieramamba", L=64, d_model=64, device="cpu", repeats=1, modes=["fwd"],
+                global_mixer="hydra", local_mixer="window_attention",
+                backbone_kwargs={"num_levels": 2, "headdim": 16})
+    assert scaling.measure_point(dict(base, ssm_backend="torch"))["fwd_s"] > 0
+    with pytest.raises(RuntimeError, match="needs the tensors on a CUDA device"):
+        scaling.measure_point(dict(base, ssm_backend="mamba_ssm"))
+    assert scaling.parse_args(["--ssm-backend", "torch"]).ssm_backend == "torch"

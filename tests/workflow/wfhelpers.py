@@ -184,3 +184,19 @@ def configure_workflow(workdir, datasets, seeds, tables=None, bench=True):
         if spec.get("datasets"):
             spec["datasets"] = [d for d in spec["datasets"] if d in datasets] or None
     path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def dry_run_jobs(output: str) -> list[dict]:
+    """The jobs of a `snakemake -n -p` listing: [{rule, wildcards: {}, resources: {}, shell}]."""
+    jobs, job = [], None
+    for line in output.splitlines():
+        if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
+            job = {"rule": line.split()[1].rstrip(":"), "wildcards": {}, "resources": {}, "shell": None}
+            jobs.append(job)
+        elif job is not None and line.startswith("    ") and ": " in line:
+            key, value = line.strip().split(": ", 1)
+            if key in ("wildcards", "resources"):
+                job[key] = dict(item.split("=", 1) for item in value.split(", "))
+        elif job is not None and line.startswith("Shell command: "):
+            job["shell"] = line[len("Shell command: "):]
+    return jobs

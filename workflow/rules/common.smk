@@ -52,6 +52,10 @@ for _name, _spec in DATASETS.items():
                 f"dataset {_name!r} is enabled but datasets.{_name}.paths.{_key} is not set "
                 "(set the path or `enabled: false`)"
             )
+        # a plain path must exist here (so a preset's placeholder stops the run at once); values
+        # written `${.root}/...` are resolved by the package's config and checked by `data check`
+        if "${" not in str(_value) and not os.path.exists(_value):
+            _fail(f"dataset {_name!r}: datasets.{_name}.paths.{_key} is {_value!r}, which does not exist")
 
 
 # ---- variants (ablations/*.yaml) -----------------------------------------------------------
