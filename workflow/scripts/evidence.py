@@ -97,36 +97,41 @@ def _kind_columns(hits: TableHits) -> list[tuple[str, np.ndarray]]:
 
 def evidence_records(hits: TableHits, variants: list[str]) -> list[dict]:
     """One record per (variant, query kind): n, seeds, and per metric m the columns
-    m_mean, m_lo, m_hi (95 % interval), m_std (sample std of the run recalls over seeds), m_delta, m_delta_lo, m_delta_hi, m_p_improve, m_resolved, m_seeds_needed,
-    m_pairs (Δ columns NaN on the reference's rows)."""
+    m_mean, m_lo, m_hi (95 % interval), m_std (sample std of the run recalls over seeds), m_delta,
+    m_delta_lo, m_delta_hi, m_p_improve, m_resolved, m_seeds_needed, m_pairs (Δ columns NaN on the
+    reference's rows). Per kind, all variants share one bootstrap call (stats.intervals_many)."""
     kinds = hits.ids["kind"].to_numpy()
     ref_idx = hits.seed_indices(hits.reference)
-    records = []
-    for variant in variants:
-        own = hits.seed_indices(variant)
-        common = sorted(set(own) & set(ref_idx))
-        for kind, cols in _kind_columns(hits):
-            record = {"variant": variant, "kind": kind, "n_queries": len(cols), "seeds": len(own)}
-            strata = kinds[cols] if kind == ALL else None
-            means = stats.two_way_intervals(hits.stack(variant, own, cols), strata) if own and len(cols) else None
-            compared = None
-            if variant != hits.reference and common and len(cols):
-                compared = stats.compare(hits.stack(variant, common, cols), hits.stack(hits.reference, ref_idx, cols),
-                                         strata)
-            # (M, S) run recalls on these queries, for the seed spread
-            recalls = 100.0 * hits.stack(variant, own, cols).mean(axis=2) if own and len(cols) else None
+    own = {v: hits.seed_indices(v) for v in variants}
+    records = {}
+    nan = stats.Interval(math.nan, math.nan, math.nan)
+    for kind, cols in _kind_columns(hits):
+        strata = kinds[cols] if kind == ALL else None
+        stacks = {v: hits.stack(v, own[v], cols) for v in variants if own[v] and len(cols)}  # (M, S, Q_k)
+        means = stats.intervals_many(stacks, strata)
+        pairs = {}
+        for v in variants:
+            common = sorted(set(own[v]) & set(ref_idx))
+            if v != hits.reference and common and len(cols):
+                pairs[v] = (hits.stack(v, common, cols), hits.stack(hits.reference, ref_idx, cols))
+        compared = stats.compare_many(pairs, strata)
+        for v in variants:
+            record = {"variant": v, "kind": kind, "n_queries": len(cols), "seeds": len(own[v])}
+            recalls = 100.0 * stacks[v].mean(axis=2) if v in stacks else None  # (M, S) run recalls
+            n_common = len(set(own[v]) & set(ref_idx)) if v != hits.reference else len(own[v])
             for j, m in enumerate(hits.metrics):
-                mean = means[j] if means else stats.Interval(math.nan, math.nan, math.nan)
-                spread = float(np.std(recalls[j], ddof=1)) if recalls is not None and len(own) > 1 else math.nan
+                mean = means[v][j] if v in means else nan
+                spread = float(np.std(recalls[j], ddof=1)) if recalls is not None and len(own[v]) > 1 else math.nan
                 record.update({f"{m}_mean": mean.value, f"{m}_lo": mean.lo, f"{m}_hi": mean.hi, f"{m}_std": spread})
-                if compared is None:
-                    record.update({f"{m}_delta": math.nan, f"{m}_delta_lo": math.nan, f"{m}_delta_hi": math.nan,
-                                   f"{m}_p_improve": math.nan, f"{m}_resolved": None, f"{m}_seeds_needed": math.nan,
-                                   f"{m}_pairs": len(common) if variant != hits.reference else len(own)})
-                    continue
-                c = compared[j]
-                record.update({f"{m}_delta": c.delta.value, f"{m}_delta_lo": c.delta.lo, f"{m}_delta_hi": c.delta.hi,
-                               f"{m}_p_improve": c.p_improve, f"{m}_resolved": c.delta.resolved,
-                               f"{m}_seeds_needed": c.seeds_needed, f"{m}_pairs": c.pairs})
-            records.append(record)
-    return records
+                c = compared[v][j] if v in compared else None
+                record.update({
+                    f"{m}_delta": c.delta.value if c else math.nan,
+                    f"{m}_delta_lo": c.delta.lo if c else math.nan,
+                    f"{m}_delta_hi": c.delta.hi if c else math.nan,
+                    f"{m}_p_improve": c.p_improve if c else math.nan,
+                    f"{m}_resolved": c.delta.resolved if c else None,
+                    f"{m}_seeds_needed": c.seeds_needed if c else math.nan,
+                    f"{m}_pairs": c.pairs if c else n_common,
+                })
+            records[(v, kind)] = record
+    return [records[(v, kind)] for v in variants for kind, _ in _kind_columns(hits)]

@@ -79,11 +79,11 @@ class Comparison:
 
 
 def _counts(indices: np.ndarray, n: int) -> np.ndarray:
-    """(B, m) resampled indices into range(n) -> (B, n) how often each index was drawn."""
-    indices = np.atleast_2d(indices).astype(np.int64)
+    """(B, m) resampled indices into range(n) -> (B, n) float32 how often each index was drawn."""
+    indices = np.atleast_2d(indices)
     batch = indices.shape[0]
     offsets = indices + (np.arange(batch)[:, None] * n)
-    return np.bincount(offsets.ravel(), minlength=batch * n).reshape(batch, n).astype(float)
+    return np.bincount(offsets.ravel(), minlength=batch * n).reshape(batch, n).astype(np.float32)
 
 
 def _strata_columns(strata: Sequence | None, n_queries: int) -> list[np.ndarray]:
@@ -118,6 +118,10 @@ def two_way_intervals(stack: np.ndarray, strata: Sequence | None = None, *, seed
     if not samples:  # one seed, one query: nothing to resample
         return [Interval(float(v), float(v), float(v)) for v in values]
 
+    # hits are 0/1 (differences -1/0/1) and counts sum to Q: the per-seed sums below are integers
+    # far below 2**24, exact in float32, which halves the memory traffic of the big products
+    stack32 = stack.astype(np.float32)
+
     def statistic(*drawn, axis=-1):
         batched = np.ndim(drawn[0]) > 1  # scipy passes (B, n) resamples; (n,) for the data itself
         drawn = list(drawn)
@@ -125,8 +129,8 @@ def two_way_intervals(stack: np.ndarray, strata: Sequence | None = None, *, seed
         per_seed = fixed_sum[:, None, :]  # (M, B, S): hits summed over the drawn queries, per seed
         for idx, cols in zip(drawn, moving):
             # (1, B, Q_k) @ (M, Q_k, S) -> (M, B, S)
-            per_seed = per_seed + np.matmul(_counts(idx, len(cols))[None], stack[:, :, cols].transpose(0, 2, 1))
-        out = 100.0 * (seed_weights[None] * per_seed).sum(axis=-1) / (n_seeds * n_queries)  # (M, B)
+            per_seed = per_seed + np.matmul(_counts(idx, len(cols))[None], stack32[:, :, cols].transpose(0, 2, 1))
+        out = 100.0 * (seed_weights[None] * per_seed.astype(float)).sum(axis=-1) / (n_seeds * n_queries)  # (M, B)
         return out if batched else out[:, 0]
 
     result = stats.bootstrap(samples, statistic, n_resamples=n_resamples, confidence_level=confidence,
@@ -184,21 +188,47 @@ def seeds_needed(differences: Sequence[float], alpha: float = ALPHA, power: floa
     return math.inf
 
 
-def compare(variant: np.ndarray, reference: np.ndarray, strata: Sequence | None = None, *,
-            seed: int = BOOTSTRAP_SEED, n_resamples: int = N_RESAMPLES) -> list[Comparison]:
-    """Per metric: variant `(M, S_v, Q)` vs reference `(M, S_r, Q)` hit stacks (same query columns;
-    seed rows paired by index up to min(S_v, S_r)). P(improve) uses every run of both."""
-    variant = np.asarray(variant, dtype=float)
-    reference = np.asarray(reference, dtype=float)
-    if variant.ndim != 3 or variant.shape[::2] != reference.shape[::2]:
-        raise ValueError(f"variant and reference must share metrics and queries: {variant.shape} vs {reference.shape}")
-    pairs = min(variant.shape[1], reference.shape[1])
-    if pairs == 0:
-        nan = Interval(math.nan, math.nan, math.nan)
-        return [Comparison(nan, math.nan, math.nan, 0) for _ in range(variant.shape[0])]
-    diff = variant[:, :pairs] - reference[:, :pairs]  # (M, pairs, Q) in {-1, 0, 1}
-    deltas = two_way_intervals(diff, strata, seed=seed, n_resamples=n_resamples)
-    run_v, run_r = 100.0 * variant.mean(axis=2), 100.0 * reference.mean(axis=2)  # (M, S) run recalls
-    per_seed = 100.0 * diff.mean(axis=2)  # (M, pairs)
-    return [Comparison(deltas[m], probability_of_improvement(run_v[m], run_r[m]), seeds_needed(per_seed[m]), pairs)
-            for m in range(variant.shape[0])]
+def intervals_many(stacks: dict, strata: Sequence | None = None, **kwargs) -> dict:
+    """`two_way_intervals` of several `(M_i, S, Q)` stacks: those with the same seed count go through
+    one bootstrap call (the same draws a call per stack would make: same seed, same sample sizes),
+    which shares the costly resampling of the queries."""
+    out = {}
+    by_seeds: dict[int, list] = {}
+    for key, stack in stacks.items():
+        by_seeds.setdefault(np.shape(stack)[1], []).append(key)
+    for keys in by_seeds.values():
+        merged = two_way_intervals(np.concatenate([stacks[k] for k in keys], axis=0), strata, **kwargs)
+        start = 0
+        for k in keys:
+            out[k] = merged[start:start + len(stacks[k])]
+            start += len(stacks[k])
+    return out
+
+
+def compare_many(pairs: dict, strata: Sequence | None = None, **kwargs) -> dict:
+    """Per key, per metric: variant `(M, S_v, Q)` vs reference `(M, S_r, Q)` hit stacks (same
+    query columns; seed rows paired by index up to min(S_v, S_r)). P(improve) uses every run of both."""
+    diffs, out = {}, {}
+    for key, (variant, reference) in pairs.items():
+        variant, reference = np.asarray(variant, dtype=float), np.asarray(reference, dtype=float)
+        if variant.ndim != 3 or variant.shape[::2] != reference.shape[::2]:
+            raise ValueError(f"variant and reference must share metrics and queries: {variant.shape} vs {reference.shape}")
+        n_pairs = min(variant.shape[1], reference.shape[1])
+        if n_pairs == 0:
+            nan = Interval(math.nan, math.nan, math.nan)
+            out[key] = [Comparison(nan, math.nan, math.nan, 0) for _ in range(variant.shape[0])]
+            continue
+        diffs[key] = variant[:, :n_pairs] - reference[:, :n_pairs]  # (M, pairs, Q) in {-1, 0, 1}
+    deltas = intervals_many(diffs, strata, **kwargs)
+    for key, diff in diffs.items():
+        variant, reference = (np.asarray(x, dtype=float) for x in pairs[key])
+        run_v, run_r = 100.0 * variant.mean(axis=2), 100.0 * reference.mean(axis=2)  # (M, S) run recalls
+        per_seed = 100.0 * diff.mean(axis=2)  # (M, pairs)
+        out[key] = [Comparison(deltas[key][m], probability_of_improvement(run_v[m], run_r[m]),
+                               seeds_needed(per_seed[m]), diff.shape[1]) for m in range(diff.shape[0])]
+    return out
+
+
+def compare(variant: np.ndarray, reference: np.ndarray, strata: Sequence | None = None, **kwargs) -> list[Comparison]:
+    """`compare_many` of one (variant, reference) pair."""
+    return compare_many({0: (variant, reference)}, strata, **kwargs)[0]
