@@ -24,6 +24,8 @@ import stats
 HITS_FILE = "hits.csv.gz"
 ID_COLUMNS = ("query_id", "kind", "length_bin")
 ALL = "all"  # the row over every query
+# the per-metric columns of a record (`<metric>_<column>`)
+COLUMNS = ("mean", "lo", "hi", "std", "delta", "delta_lo", "delta_hi", "p_improve", "resolved", "seeds_needed", "pairs")
 TOLERANCE = 1e-6  # percent: a hits file disagreeing with its metrics.json by more is an error
 
 
@@ -47,6 +49,9 @@ def read_run_hits(run: pd.Series, metrics: list[str]) -> RunHits:
     missing = [m for m in metrics if m not in frame.columns]
     if missing or tuple(frame.columns[:3]) != ID_COLUMNS:
         raise ValueError(f"{path}: expected columns {list(ID_COLUMNS)} + {metrics}, got {list(frame.columns)}")
+    bad = [m for m in metrics if not frame[m].isin([0, 1]).all()]
+    if bad:
+        raise ValueError(f"{path}: hit columns must hold 0 or 1, {bad[0]} does not")
     if frame["query_id"].duplicated().any():
         raise ValueError(f"{path}: query {frame.loc[frame['query_id'].duplicated(), 'query_id'].iloc[0]!r} "
                          "appears more than once")
@@ -61,7 +66,7 @@ def read_run_hits(run: pd.Series, metrics: list[str]) -> RunHits:
 
 
 class TableHits:
-    """Hits of every run of a table, aligned on the reference's queries."""
+    """Hits of every run of a table; every run must score the same queries (checked)."""
 
     def __init__(self, runs: pd.DataFrame, metrics: list[str], specs: dict, reference: str = "full"):
         self.metrics = metrics

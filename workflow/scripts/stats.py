@@ -104,8 +104,10 @@ def two_way_intervals(stack: np.ndarray, strata: Sequence | None = None, *, seed
     from scipy import stats
 
     stack = np.asarray(stack, dtype=float)
-    if stack.ndim != 3 or 0 in stack.shape:
-        raise ValueError(f"expected a non-empty (metrics, seeds, queries) stack, got shape {stack.shape}")
+    if stack.ndim != 3 or 0 in stack.shape[1:]:
+        raise ValueError(f"expected a (metrics, seeds, queries) stack with seeds and queries, got shape {stack.shape}")
+    if stack.shape[0] == 0:
+        return []
     _, n_seeds, n_queries = stack.shape
     values = 100.0 * stack.mean(axis=(1, 2))  # (M,)
     columns = _strata_columns(strata, n_queries)

@@ -139,9 +139,16 @@ CONTROLS = {
 
 
 def _comparison(runs, variants, layout, specs, reference="full"):
-    """Records per (variant, query kind) from the runs' per-query hits (evidence.py)."""
-    hits = evidence.TableHits(runs, layout, specs, reference)
-    return evidence.evidence_records(hits, _ordered(variants, runs, reference))
+    """Records per (variant, query kind) from the runs' per-query hits (evidence.py); a layout
+    metric the runs did not measure gets empty (NaN) columns."""
+    measured = [m for m in layout if m in runs.columns and runs[m].notna().all()]
+    hits = evidence.TableHits(runs, measured, specs, reference)
+    records = evidence.evidence_records(hits, _ordered(variants, runs, reference))
+    for record in records:
+        for m in layout:
+            if m not in measured:
+                record.update({f"{m}_{c}": math.nan for c in evidence.COLUMNS})
+    return records
 
 
 def _delta_cell(record, m):
