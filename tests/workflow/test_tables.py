@@ -130,6 +130,11 @@ def test_missing_or_inconsistent_hits_are_named(fixture_runs, tmp_path):
     shutil.copy(runs / "full" / "seed0" / "hits.csv.gz", hits)  # full's hits under no_gate's metrics
     result = subprocess.run([sys.executable, str(SCRIPTS / "tables.py"), *args], capture_output=True, text=True)
     assert result.returncode != 0 and str(hits) in result.stderr and "R1@0.3 over its 400 queries" in result.stderr
+    frame = pd.read_csv(runs / "no_gate" / "seed1" / "hits.csv.gz", dtype={"query_id": str})
+    frame.loc[0, "R1@0.5"] = 2  # not a hit flag
+    frame.to_csv(hits, index=False)
+    result = subprocess.run([sys.executable, str(SCRIPTS / "tables.py"), *args], capture_output=True, text=True)
+    assert result.returncode != 0 and str(hits) in result.stderr and "must hold 0 or 1, R1@0.5" in result.stderr
     hits.unlink()
     result = subprocess.run([sys.executable, str(SCRIPTS / "tables.py"), *args], capture_output=True, text=True)
     assert result.returncode != 0 and f"{hits}: missing" in result.stderr and "hieramamba evaluate" in result.stderr

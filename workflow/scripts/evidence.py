@@ -24,6 +24,7 @@ import stats
 HITS_FILE = "hits.csv.gz"
 ID_COLUMNS = ("query_id", "kind", "length_bin")
 ALL = "all"  # the row over every query
+KIND_ORDER = ("plain", "long_range")
 # the per-metric columns of a record (`<metric>_<column>`)
 COLUMNS = ("mean", "lo", "hi", "std", "delta", "delta_lo", "delta_hi", "p_improve", "resolved", "seeds_needed", "pairs")
 TOLERANCE = 1e-6  # percent: a hits file disagreeing with its metrics.json by more is an error
@@ -84,7 +85,9 @@ class TableHits:
         self.reference = reference
 
     def kinds(self) -> list[str]:
-        return list(dict.fromkeys(self.ids["kind"]))
+        """The query kinds present: plain, long_range (metrics.json's order), then any other, sorted."""
+        present = set(self.ids["kind"])
+        return [k for k in KIND_ORDER if k in present] + sorted(present - set(KIND_ORDER))
 
     def seed_indices(self, variant: str) -> list[int]:
         return sorted(i for v, i in self.runs if v == variant)
