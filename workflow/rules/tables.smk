@@ -1,6 +1,6 @@
 # Result tables per dataset (CSV numbers + Markdown + LaTeX) into results/tables/:
-# main (the paper's layout with its numbers and Δ), ablation (with its controls), stride sweep and
-# backbone comparison; the last three from every run's per-query hits: mean [95 % interval], paired
+# main (the paper's layout with its numbers and Δ; mean [95 % interval]), ablation (with its
+# controls), stride sweep and backbone comparison; the last three from every run's per-query hits: mean [95 % interval], paired
 # Δ to `full` [interval], P(improve), resolved, seeds needed, per query kind (workflow/scripts/
 # stats.py). Which variants: ablations/*.yaml `tables:`.
 
@@ -8,6 +8,7 @@
 rule table_main:
     input:
         metrics=table_metrics("main"),
+        hits=table_metrics("main", hits_path),
         variants=variant_files,
         paper=config["paper_numbers"],
         baseline=prior_metrics,

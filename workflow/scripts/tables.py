@@ -58,7 +58,7 @@ def _ordered(variants: list[str], runs: pd.DataFrame, reference: str | None = "f
 # ---- main results ---------------------------------------------------------------------------------
 
 
-def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=None):
+def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=None, variant_specs=None):
     layout = _layout(paper, paper_name, runs)
     runs = runs.assign(avg=_seed_avg(runs, layout))
     published = wflib.paper_rows(paper, paper_name, layout)
@@ -82,17 +82,22 @@ def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=N
         shown.append(shown_row(label, row["method"], row["source"], wflib.DASH,
                                [wflib.fmt_num(v) for v in values], wflib.fmt_num(row["avg"])))
     ours = {}
+    # 95 % intervals over seeds and queries, from the per-query hits (the "all" rows)
+    intervals = {r["variant"]: r for r in _comparison(runs, variants, layout, variant_specs or {})
+                 if r["kind"] == evidence.ALL}
     for variant in _ordered(variants, runs):
-        stats = {m: wflib.seed_stats(runs, variant, m) for m in layout + ["avg"]}
-        n = max(s[2] for s in stats.values())
-        ours[variant] = stats
+        spread = {m: wflib.seed_stats(runs, variant, m) for m in layout + ["avg"]}
+        n = max(s[2] for s in spread.values())
+        ours[variant] = spread
         record = {"row": "ours", "method": variant, "variant": variant, "source": "this suite", "seeds": n}
         for m in layout + ["avg"]:
-            record[m], record[f"{m}_std"] = stats[m][0], stats[m][1]
+            record[m], record[f"{m}_std"] = spread[m][0], spread[m][1]
+        for m in layout:
+            record[f"{m}_lo"], record[f"{m}_hi"] = intervals[variant][f"{m}_lo"], intervals[variant][f"{m}_hi"]
         numbers.append(record)
         shown.append(shown_row("ours", variant, "this suite", n,
-                               [wflib.fmt_mean_std(*stats[m][:2]) for m in layout],
-                               wflib.fmt_mean_std(*stats["avg"][:2])))
+                               [wflib.fmt_interval(spread[m][0], record[f"{m}_lo"], record[f"{m}_hi"]) for m in layout],
+                               wflib.fmt_mean_std(*spread["avg"][:2])))
     if baseline is not None and not baseline.empty:
         base = baseline.assign(avg=_seed_avg(baseline, layout)).iloc[0]
         values = [base.get(m, np.nan) for m in layout]
@@ -111,7 +116,9 @@ def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=N
                             "source": row["source"], "seeds": None, **dict(zip(layout, deltas)), "avg": d_avg})
             shown.append(shown_row("Δ ours − paper", f"{variant} vs {row['method']}", row["source"], wflib.DASH,
                                    [wflib.fmt_signed(d) for d in deltas], wflib.fmt_signed(d_avg)))
-    notes = ["Ours: mean ± sample std over seeds (recall, %). Avg: mean of the row's recalls."]
+    notes = ["Ours: mean [95 % interval] (recall, %): percentile bootstrap (scipy.stats.bootstrap) resampling "
+             "seeds and, independently, queries within each query kind, as in the ablation tables; the CSV adds "
+             "the sample std over seeds (`_std`). Avg: mean of the row's recalls, ± its sample std over seeds."]
     if baseline is not None and not baseline.empty:
         notes.append("Baseline: a fixed start/end prior fitted on the training split "
                      "(`hieramamba evaluate --baseline prior`), no model.")
@@ -121,7 +128,7 @@ def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=N
     else:
         notes.append("Δ = our mean − the published value; — where the number is not published (see sources).")
     columns = ["row", "method", "variant", "source", "seeds"]
-    columns += [c for m in layout + ["avg"] for c in (m, f"{m}_std")]
+    columns += [c for m in layout for c in (m, f"{m}_std", f"{m}_lo", f"{m}_hi")] + ["avg", "avg_std"]
     frame = pd.DataFrame(numbers).reindex(columns=columns)
     return frame, pd.DataFrame(shown), notes
 
@@ -297,7 +304,7 @@ def make_table(table, metrics, variant_files, paper_path, dataset, paper_dataset
     specs = wflib.load_variant_files(variant_files)
     if table == "main":
         prior = wflib.load_runs([baseline]) if baseline else None
-        numbers, shown, notes = build_main(runs, paper, dataset, paper_dataset, synthetic, variants, prior)
+        numbers, shown, notes = build_main(runs, paper, dataset, paper_dataset, synthetic, variants, prior, specs)
     else:
         numbers, shown, notes = BUILDERS[table](runs, paper, dataset, paper_dataset, synthetic, variants, specs)
     title = f"{TITLES[table]}: {wflib.dataset_title(paper, dataset, paper_dataset, synthetic)}"
