@@ -30,7 +30,9 @@ GROUPS = ("dataset", "model", "train", "eval", "scale")
 # config comparison on resume nor in the config hash.
 PATH_KEYS = ("out", "checkpoint_dir")
 NO_ABLATION = ("full", "none", "null")
-ABLATION_KEYS = {"description", "tables", "overrides"}
+# control and seed_offset are the workflow's (which row of the ablation table, which seeds to run);
+# a run reads only its overrides and gets its seed from `seed=`
+ABLATION_KEYS = {"description", "tables", "overrides", "control", "seed_offset"}
 SCALE_KEYS = {"name", "description", "all", "per_dataset", "per_model"}
 SCALE_MODEL_KEYS = {"all", "per_dataset"}
 

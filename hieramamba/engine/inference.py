@@ -25,7 +25,8 @@ import torch
 from hieramamba.data.dataset import GroundingDataset
 from hieramamba.engine.batching import Batch, eval_video_batch
 from hieramamba.engine.postprocess import PostprocessConfig, postprocess_batch
-from hieramamba.evaluation import recall_at_iou, recall_by_length_bin, recall_by_query_kind
+from hieramamba.evaluation import assign_length_bins, hits_at_iou, recall_by_length_bin, recall_by_query_kind
+from hieramamba.evaluation.hits_file import write_hits
 
 Rows = list[tuple[float, float, float]]
 
@@ -191,22 +192,35 @@ def prior_predictions(data: GroundingDataset, split: str, prior: list[tuple[floa
 
 def score(preds: SplitPredictions, eval_cfg, protocol: str) -> dict[str, Any]:
     """metrics, n_queries, n_dropped, by_length_bin, by_query_kind for the annotated queries."""
+    return score_with_hits(preds, eval_cfg, protocol)[0]
+
+
+def score_with_hits(preds: SplitPredictions, eval_cfg, protocol: str) -> tuple[dict[str, Any], Callable[[Any], None]]:
+    """`score`'s record and a writer of the per-query hits file behind it (`writer(path)`:
+    hieramamba.evaluation.hits_file, one row per scored query with its kind and length bin)."""
     ranks = [int(r) for r in eval_cfg.ranks]
     ious = [float(t) for t in eval_cfg.iou_thresholds]
     gt = preds.ground_truth
     entries = {q: rows for q, rows in preds.rows.items() if q in gt}
     kwargs = dict(ranks=ranks, iou_thresholds=ious, protocol=protocol)
-    result = recall_at_iou(entries, gt, **kwargs)
+    hits = hits_at_iou(entries, gt, **kwargs)
+    result = hits.summary()
     edges = [float(e) for e in eval_cfg.length_bins]
     if not math.isinf(edges[-1]):
         edges.append(math.inf)
-    return {
+    scored = {
         "metrics": {k: float(v) for k, v in result.metrics.items()},
         "n_queries": int(result.n_queries),
         "n_dropped": int(result.n_dropped),
         "by_length_bin": recall_by_length_bin(entries, gt, preds.durations, edges, **kwargs),
         "by_query_kind": recall_by_query_kind(entries, gt, preds.kinds, **kwargs),
     }
+    bins = assign_length_bins({q: preds.durations[q] for q in hits.ids}, edges)
+
+    def write(path) -> None:
+        write_hits(path, hits, preds.kinds, bins)
+
+    return scored, write
 
 
 def write_predictions(path, preds: SplitPredictions, data: GroundingDataset) -> None:

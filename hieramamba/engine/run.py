@@ -1,8 +1,9 @@
 """The run directory: its layout, environment facts, and atomic JSON outputs.
 
 Layout (DEVELOPING.md, "run directory"): DIR/config.yaml, DIR/train.log, DIR/train_curve.csv,
-DIR/checkpoints/ (or the `checkpoint_dir` the DAG gives), DIR/predictions.json, DIR/metrics.json.
-metrics.json and predictions.json are written last and atomically, so a crashed run leaves none.
+DIR/checkpoints/ (or the `checkpoint_dir` the DAG gives), DIR/predictions.json, DIR/hits.csv.gz,
+DIR/metrics.json. predictions, hits and metrics are written last and atomically (metrics.json
+last of all), so a crashed run leaves no metrics.json.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ TRAIN_LOG = "train.log"
 TRAIN_CURVE = "train_curve.csv"
 PREDICTIONS = "predictions.json"
 METRICS = "metrics.json"
+HITS = "hits.csv.gz"  # per-query hits behind metrics.json (hieramamba.evaluation.hits_file)
 CHECKPOINTS = "checkpoints"
 # Fields of metrics.json that measure this execution rather than the result.
 TIMING_FIELDS = ("train_time_s", "eval_time_s", "peak_mem_mb")
@@ -211,7 +213,7 @@ def run_training(cfg) -> dict:
     """`hieramamba train`: config.yaml, train (with resume), evaluate, predictions + metrics."""
     import time
 
-    from hieramamba.engine.inference import score, write_predictions
+    from hieramamba.engine.inference import score_with_hits, write_predictions
     from hieramamba.engine.trainer import train
 
     run_dir = prepare_run_dir(cfg)
@@ -227,9 +229,10 @@ def run_training(cfg) -> dict:
         split = str(cfg.eval.split)
         t0 = time.perf_counter()
         preds = _evaluate_model(cfg, data, result.parts, result.ema.module, split, device)
-        scored = score(preds, cfg.eval, str(cfg.eval.protocol))
+        scored, write_hits = score_with_hits(preds, cfg.eval, str(cfg.eval.protocol))
         eval_time = time.perf_counter() - t0
         write_predictions(run_dir / PREDICTIONS, preds, data)
+        write_hits(run_dir / HITS)  # before metrics.json, which marks the run complete
         record = _metrics_record(cfg, split, str(cfg.eval.protocol), scored, data_quirks=result.data_quirks,
                                  train_time=result.train_time_s, eval_time=eval_time, device=device,
                                  model=result.parts.model)
@@ -254,7 +257,8 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
     from hieramamba.engine import checkpoint as ckpt
     from hieramamba.engine.config import compose_config, load_yaml_config
     from hieramamba.engine.factory import build_parts
-    from hieramamba.engine.inference import eval_truncates_text, fit_prior, prior_predictions, score, write_predictions
+    from hieramamba.engine.inference import (eval_truncates_text, fit_prior, prior_predictions, score_with_hits,
+                                             write_predictions)
     from hieramamba.engine.trainer import check_same_config, select_device, seed_everything
     from hieramamba.errors import CheckpointError, ConfigError
 
@@ -308,10 +312,11 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
         variant = None
         model = parts.model
         data_quirks = run_data_quirks(data, {"train": True, split: eval_truncates_text(cfg)}, parts.max_text_len)
-    scored = score(preds, cfg.eval, protocol)
+    scored, write_hits = score_with_hits(preds, cfg.eval, protocol)
     record = _metrics_record(cfg, split, protocol, scored, data_quirks=data_quirks, train_time=train_time,
                              eval_time=time.perf_counter() - t0, device=device, variant=variant, model=model)
     write_predictions(run_dir / f"predictions{suffix}.json", preds, data)
+    write_hits(run_dir / HITS.replace(".csv.gz", f"{suffix}.csv.gz"))
     atomic_write_json(run_dir / f"metrics{suffix}.json", record)
     return record
 

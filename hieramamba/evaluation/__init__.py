@@ -20,8 +20,10 @@ from hieramamba.evaluation.ego4d_format import (
 )
 from hieramamba.evaluation.recall import (
     PROTOCOLS,
+    QueryHits,
     RecallResult,
     format_threshold,
+    hits_at_iou,
     iou_official,
     iou_snag,
     metric_key,
@@ -31,11 +33,13 @@ from hieramamba.evaluation.recall import (
 __all__ = [
     "DEFAULT_BIN_EDGES_S",
     "PROTOCOLS",
+    "QueryHits",
     "RecallResult",
     "assign_length_bins",
     "bin_label",
     "ego4d_ground_truth",
     "format_threshold",
+    "hits_at_iou",
     "iou_official",
     "iou_snag",
     "length_bin_labels",

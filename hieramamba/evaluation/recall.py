@@ -33,15 +33,17 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["PROTOCOLS", "RecallResult", "format_threshold", "metric_key", "recall_at_iou", "iou_snag", "iou_official"]
+__all__ = ["PROTOCOLS", "QueryHits", "RecallResult", "hits_at_iou", "format_threshold", "metric_key", "recall_at_iou", "iou_snag", "iou_official"]
 
 PROTOCOLS = ("snag", "official")
+METRIC_KEY_RE = re.compile(r"^R(\d+)@([0-9.]+)$")  # what metric_key writes
 
 Predictions = Mapping[Hashable, Sequence[Sequence[float]]] | Iterable[tuple[Hashable, Sequence[Sequence[float]]]]
 
@@ -85,6 +87,33 @@ class RecallResult:
         if self.miou is not None:
             out["mIoU"] = self.miou
         return out
+
+
+@dataclass(frozen=True)
+class QueryHits:
+    """Per-query hits behind a RecallResult: `ids[i]` is the i-th query of the denominator (snag:
+    annotated queries with a positive-length segment; official: submitted entries, in order) and
+    `hits[R{k}@{t}][i]` whether it is a hit. recall = 100 * mean(hits)."""
+
+    protocol: str
+    ids: list[Hashable]
+    hits: dict[str, np.ndarray]  # metric -> (Q,) bool
+    n_dropped: int = 0
+    n_missing: int = 0
+    miou: float | None = None
+    ranks: tuple[int, ...] = field(default_factory=tuple)
+    iou_thresholds: tuple[float, ...] = field(default_factory=tuple)
+
+    def summary(self) -> RecallResult:
+        n = len(self.ids)
+        if not n:
+            metrics = {m: math.nan for m in self.hits}
+        elif self.protocol == "official":  # the scorer's np.mean, bit for bit
+            metrics = {m: 100.0 * float(h.mean()) for m, h in self.hits.items()}
+        else:
+            metrics = {m: 100.0 * float(h.sum()) / n for m, h in self.hits.items()}
+        return RecallResult(self.protocol, metrics, n, self.n_dropped, self.n_missing, self.miou,
+                            self.ranks, self.iou_thresholds)
 
 
 def iou_snag(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -183,6 +212,18 @@ def recall_at_iou(
         sorted here), and ranked [start_s, end_s] (a trailing score is ignored) for "official".
     ground_truth: {query_id: (start_s, end_s)}.
     """
+    return hits_at_iou(predictions, ground_truth, ranks, iou_thresholds, protocol).summary()
+
+
+def hits_at_iou(
+    predictions: Predictions,
+    ground_truth: Mapping[Hashable, Sequence[float]],
+    ranks: Sequence[int] = (1, 5),
+    iou_thresholds: Sequence[float] = (0.3, 0.5),
+    protocol: str = "snag",
+) -> QueryHits:
+    """Per-query hit vectors under `protocol`, one row per query of the recall's denominator
+    (arguments as `recall_at_iou`, which is the mean of these vectors in percent)."""
     ranks, thresholds = _validate(ranks, iou_thresholds, protocol)
     entries = _entries(predictions)
     unknown = [qid for qid, _ in entries if qid not in ground_truth]
@@ -192,11 +233,11 @@ def recall_at_iou(
             "(the official scorer fails with 'Instance not present!')"
         )
     if protocol == "snag":
-        return _recall_snag(entries, ground_truth, ranks, thresholds)
-    return _recall_official(entries, ground_truth, ranks, thresholds)
+        return _hits_snag(entries, ground_truth, ranks, thresholds)
+    return _hits_official(entries, ground_truth, ranks, thresholds)
 
 
-def _recall_snag(entries, ground_truth, ranks, thresholds) -> RecallResult:
+def _hits_snag(entries, ground_truth, ranks, thresholds) -> QueryHits:
     seen: dict[Hashable, np.ndarray] = {}
     for qid, preds in entries:
         if qid in seen:
@@ -220,7 +261,7 @@ def _recall_snag(entries, ground_truth, ranks, thresholds) -> RecallResult:
         rows.append(r[order[:top]])
     preds, valid = _padded(rows, top)  # (Q, top, 2)
     iou = iou_snag(preds, gt[:, None, :])  # (Q, top)
-    metrics: dict[str, float] = {}
+    hits: dict[str, np.ndarray] = {}
     n = len(ids)
     for k in ranks:
         # max over the first k real predictions; padding is -inf (never a hit), NaN propagates
@@ -228,12 +269,11 @@ def _recall_snag(entries, ground_truth, ranks, thresholds) -> RecallResult:
         best = np.max(head, axis=1) if n else np.zeros(0)
         for t in thresholds:
             with np.errstate(invalid="ignore"):
-                hits = best >= t
-            metrics[metric_key(k, t)] = 100.0 * float(hits.sum()) / n if n else math.nan
-    return RecallResult("snag", metrics, n, n_dropped, n_missing, None, ranks, thresholds)
+                hits[metric_key(k, t)] = best >= t  # (Q,) bool; NaN >= t is False
+    return QueryHits("snag", ids, hits, n_dropped, n_missing, None, ranks, thresholds)
 
 
-def _recall_official(entries, ground_truth, ranks, thresholds) -> RecallResult:
+def _hits_official(entries, ground_truth, ranks, thresholds) -> QueryHits:
     ids = [qid for qid, _ in entries]
     rows = [_as_rows(qid, preds, "official") for qid, preds in entries]
     gt = np.asarray([list(ground_truth[q]) for q in ids], dtype=np.float64).reshape(len(ids), 2)
@@ -241,12 +281,11 @@ def _recall_official(entries, ground_truth, ranks, thresholds) -> RecallResult:
     preds, valid = _padded(rows, width)  # (E, width, 2)
     iou = iou_official(preds, gt[:, None, :])  # (E, width)
     n = len(ids)
-    metrics: dict[str, float] = {}
+    hits: dict[str, np.ndarray] = {}
     for k in ranks:
         for t in thresholds:
             with np.errstate(invalid="ignore"):
-                hit = ((iou[:, :k] > t) & valid[:, :k]).any(axis=1)
-            metrics[metric_key(k, t)] = 100.0 * float(hit.mean()) if n else math.nan
+                hits[metric_key(k, t)] = ((iou[:, :k] > t) & valid[:, :k]).any(axis=1)  # (E,) bool
     miou = 100.0 * float(np.mean(iou[:, 0])) if n else math.nan
     n_missing = len(set(ground_truth) - set(ids))
-    return RecallResult("official", metrics, n, 0, n_missing, miou, ranks, thresholds)
+    return QueryHits("official", ids, hits, 0, n_missing, miou, ranks, thresholds)

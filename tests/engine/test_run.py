@@ -39,7 +39,8 @@ def reference_run(data_root, tmp_path_factory) -> Path:
 
 def test_run_directory_contract(reference_run):
     d = reference_run
-    for name in ("config.yaml", "train.log", "train_curve.csv", "predictions.json", "metrics.json", "checkpoints/last.pth"):
+    for name in ("config.yaml", "train.log", "train_curve.csv", "predictions.json", "hits.csv.gz", "metrics.json",
+                 "checkpoints/last.pth"):
         assert (d / name).is_file(), name
     assert not [p for p in d.rglob("*tmp*")], "temporary files left behind"
     metrics = json.loads((d / "metrics.json").read_text())
@@ -66,6 +67,26 @@ def test_run_directory_contract(reference_run):
     # linear warm-up per iteration over the first epoch (3 iterations at smoke scale), then constant
     lrs = [float(r.split(",")[2]) for r in rows[1:]]
     assert lrs[:4] == [0.0, 0.0005, 0.001, 0.001] and set(lrs[3:]) == {0.001}
+
+
+def test_hits_file_reproduces_every_recall_of_metrics_json(reference_run):
+    """hits.csv.gz: one row per scored query; its column means are the overall, per-kind and
+    per-length-bin recalls of metrics.json."""
+    import numpy as np
+
+    from hieramamba.evaluation.hits_file import read_hits
+
+    metrics = json.loads((reference_run / "metrics.json").read_text())
+    ids, hits = read_hits(reference_run / "hits.csv.gz")
+    assert len(ids) == metrics["n_queries"] and set(hits) == set(metrics["metrics"])
+    for m, column in hits.items():
+        assert 100.0 * column.mean() == pytest.approx(metrics["metrics"][m], abs=1e-9)
+    for field, column_name in (("by_query_kind", "kind"), ("by_length_bin", "length_bin")):
+        labels = np.array([r[column_name] for r in ids])
+        for label, entry in metrics[field].items():
+            assert int((labels == label).sum()) == entry["n_queries"], (field, label)
+            for m, value in entry["metrics"].items():
+                assert 100.0 * hits[m][labels == label].mean() == pytest.approx(value, abs=1e-9)
 
 
 def test_projectors_train_by_default_and_freeze_on_request(data_root, reference_run, tmp_path):
@@ -113,6 +134,7 @@ def test_evaluate_and_prior_baseline(reference_run):
     assert evaluate_main([str(reference_run), "--baseline", "prior"]) == 0
     prior = json.loads((reference_run / "metrics.prior.json").read_text())
     assert prior["variant"] == "prior" and prior["n_queries"] == before["n_queries"]
+    assert (reference_run / "hits.prior.csv.gz").is_file()
     assert evaluate_main([str(reference_run), "--split", "val"]) == 0
     assert json.loads((reference_run / "metrics.val.json").read_text())["split"] == "val"
 

@@ -2,7 +2,8 @@
 
 It honours the contracts the workflow relies on (DEVELOPING.md): `data synth` writes a folder,
 `data check` writes the JSON + Markdown report, `train ... out=DIR checkpoint_dir=CK` writes a
-checkpoint first, then config.yaml, train_curve.csv and finally metrics.json atomically,
+checkpoint first, then config.yaml, train_curve.csv, hits.csv.gz (per-query hits whose means are
+the recalls) and finally metrics.json atomically,
 `evaluate DIR --baseline prior` writes DIR/metrics.prior.json, `bench scaling --out F` a JSON.
 Every call is appended to $FAKE_CALLS. A train whose variant is in $FAKE_SLOW_VARIANTS sleeps
 $FAKE_SLOW_SECONDS (to be killed); one that finds its checkpoint logs `resumed`.
@@ -10,12 +11,16 @@ $FAKE_SLOW_SECONDS (to be killed); one that finds its checkpoint logs `resumed`.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
+import random
 import sys
 import time
 from pathlib import Path
+
+KINDS = ("plain", "long_range")
 
 
 def log_call(text: str) -> None:
@@ -37,14 +42,51 @@ def layout(dataset: str) -> list[str]:
     return [f"R{k}@{t}" for k in (1, 5) for t in ("0.3", "0.5")]
 
 
-def record(dataset: str, variant: str, seed: int) -> dict:
+def planted_hits(dataset: str, run_key: str, metric: str, count: int, kinds: list[str]) -> list[int]:
+    """`count` hits among the queries, deterministic: every run ranks the queries by a per-dataset
+    difficulty (long_range harder) plus a little per-run noise, so runs of one dataset hit
+    mostly the same queries, as real paired runs do."""
+    base, noise = random.Random(f"{dataset}/{metric}"), random.Random(f"{run_key}/{metric}")
+    score = [base.random() + (0.5 if kind == "long_range" else 0.0) + 0.3 * noise.random() for kind in kinds]
+    hits = [0] * len(kinds)
+    for i in sorted(range(len(kinds)), key=score.__getitem__)[:count]:
+        hits[i] = 1
+    return hits
+
+
+def _recall(hits: dict[str, list[int]], rows: list[int]) -> dict[str, float]:
+    return {m: 100.0 * sum(h[i] for i in rows) / len(rows) for m, h in hits.items()} if rows else {}
+
+
+def write_hits_and_score(out: Path, kinds: list[str], bins: list[str], hits: dict[str, list[int]],
+                         bin_labels) -> dict:
+    """Write out/hits.csv.gz (the per-query hits contract) and return the metrics.json fields
+    (metrics, n_queries, by_length_bin, by_query_kind) that those hits give."""
+    n = len(kinds)
+    lines = [",".join(["query_id", "kind", "length_bin", *hits])]
+    lines += [",".join([f"q{i:05d}", kinds[i], bins[i], *(str(h[i]) for h in hits.values())]) for i in range(n)]
+    tmp = out / ".hits.csv.gz.tmp"
+    with gzip.GzipFile(tmp, "wb", mtime=0) as handle:
+        handle.write(("\n".join(lines) + "\n").encode())
+    os.replace(tmp, out / "hits.csv.gz")
+
+    def group(labels, values):
+        return {label: {"n_queries": sum(v == label for v in values),
+                        "metrics": _recall(hits, [i for i in range(n) if values[i] == label])} for label in labels}
+
+    return {"metrics": _recall(hits, list(range(n))), "n_queries": n,
+            "by_length_bin": group(bin_labels, bins), "by_query_kind": group(KINDS, kinds)}
+
+
+def record(dataset: str, variant: str, seed: int, out: Path) -> dict:
     digest = hashlib.sha256(f"{dataset}/{variant}/{seed}".encode()).digest()
-    values = {m: round(10 + 5 * i + digest[i] / 32, 2) for i, m in enumerate(layout(dataset))}
-    bins = {label: {"n_queries": 10, "metrics": {m: v - 3 * j for m, v in values.items()}}
-            for j, label in enumerate(("<1 min", "1-3 min", ">3 min"))}
+    kinds = ["plain"] * 20 + ["long_range"] * 10
+    bin_labels = ("<1 min", "1-3 min", ">3 min")
+    bins = [bin_labels[i % 3] for i in range(len(kinds))]
+    hits = {m: planted_hits(dataset, f"{variant}/{seed}", m, min(len(kinds), 3 + 2 * i + digest[i] % 6), kinds)
+            for i, m in enumerate(layout(dataset))}
     return {"dataset": dataset, "variant": variant, "seed": seed, "split": "test", "protocol": "snag",
-            "metrics": values, "n_queries": 30, "n_dropped": 0, "by_length_bin": bins,
-            "by_query_kind": {"plain": {"n_queries": 20, "metrics": values}},
+            **write_hits_and_score(out, kinds, bins, hits, bin_labels), "n_dropped": 0,
             "train_time_s": 1.0, "eval_time_s": 0.1, "peak_mem_mb": 100.0,
             "versions": {"python": sys.version.split()[0]}, "device": "cpu (fake)", "git_commit": None,
             "config_sha": "fake"}
@@ -83,12 +125,14 @@ def main(argv: list[str]) -> int:
             time.sleep(float(os.environ.get("FAKE_SLOW_SECONDS", "60")))
         (out / "config.yaml").write_text(f"variant: {variant}\nseed: {seed}\n")
         (out / "train_curve.csv").write_text("epoch,step,loss\n0,1,2.0\n1,2,1.0\n")
-        atomic_json(out / "metrics.json", record(dataset, variant, seed))
+        atomic_json(out / "metrics.json", record(dataset, variant, seed, out))
         return 0
     if argv[:1] == ["evaluate"]:
         run = Path(argv[1])
         data = json.loads((run / "metrics.json").read_text())
-        atomic_json(run / "metrics.prior.json", {**record(data["dataset"], "prior", data["seed"]), "variant": "prior"})
+        prior = run / "prior"  # its hits stay out of the run's hits.csv.gz
+        prior.mkdir(exist_ok=True)
+        atomic_json(run / "metrics.prior.json", {**record(data["dataset"], "prior", data["seed"], prior), "variant": "prior"})
         return 0
     if argv[:2] == ["bench", "scaling"]:
         rows = [{"backbone": name, "L": n, "fwd_time_s": 1e-4 * n ** p, "peak_mem_mb": 0.01 * n ** p}

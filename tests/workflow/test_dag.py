@@ -244,3 +244,35 @@ def test_every_shipped_ablation_composes_with_the_cli():
                     f"{probe.stderr.strip().splitlines()[-1:]}")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
+
+
+def test_controls_are_in_the_default_job_list(dry_run):
+    """no_global (positive control) and full_aa (A/A) train with the ablation table's seeds; full_aa
+    under its disjoint seeds 1000 + i (ablations/full_aa.yaml seed_offset)."""
+    for seed in (0, 1):
+        assert f"results/runs/synth_tacos/no_global/seed{seed}/metrics.json" in dry_run
+        assert f"results/runs/synth_tacos/full_aa/seed{1000 + seed}/metrics.json" in dry_run
+        assert f"results/runs/synth_tacos/full_aa/seed{1000 + seed}/hits.csv.gz" in dry_run
+    assert "full_aa/seed0/" not in dry_run and "full_aa/seed1/" not in dry_run
+    assert "full_aa/seed1002" not in dry_run  # the ablation table's max_seeds: 2
+
+
+def test_full_grid_preset_runs_every_variant_everywhere():
+    """`--configfile workflow/presets/full_grid.yaml`: every ablations/*.yaml on the three
+    synthetic datasets with 3 seeds, and the tables read all of them."""
+    preset = REPO / "workflow" / "presets" / "full_grid.yaml"
+    result = snakemake(REPO, "-n", "--forceall", "--cores", "2", "--configfile", str(preset))
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text
+    variants = _ablations(REPO / "ablations")
+    counts = job_counts(text)
+    synthetic = ("synth_tacos", "synth_ego4d_nlq", "synth_mad")
+    assert counts["train"] >= 3 * len(variants) * 3
+    assert counts["train"] == len(synthetic) * len(variants) * 3
+    for table in ("table_ablation", "table_stride", "table_backbones", "table_main"):
+        assert counts[table] == len(synthetic), table
+    offset = {v: spec.get("seed_offset", 0) for v, spec in variants.items()}
+    for dataset in synthetic:
+        for variant in variants:
+            for seed in range(3):
+                assert f"results/runs/{dataset}/{variant}/seed{seed + offset[variant]}/metrics.json" in text

@@ -21,7 +21,7 @@ CASES = {
     # name: (table, dataset, paper dataset, synthetic, variants, baseline)
     "main_synth_tacos": ("main", "synth_tacos", "tacos", True, ["full", "reference_quirks"], True),
     "main_tacos": ("main", "tacos", "tacos", False, ["full"], False),
-    "ablation_synth_tacos": ("ablation", "synth_tacos", "tacos", True, ["full", "no_gate", "pool_max", "reference_quirks"], False),
+    "ablation_synth_tacos": ("ablation", "synth_tacos", "tacos", True, ["full", "no_gate", "pool_max", "reference_quirks", "no_global", "full_aa"], False),
     "stride_synth_tacos": ("stride", "synth_tacos", "tacos", True, ["full", "stride_3", "stride_4"], False),
     "backbones_synth_tacos": ("backbones", "synth_tacos", "tacos", True, ["full", "snag"], False),
     "backbones_tacos": ("backbones", "tacos", "tacos", False, ["full", "snag"], False),
@@ -55,36 +55,89 @@ def test_golden(tables, name, ext):
     assert produced.read_text() == golden.read_text(), f"{produced} differs from {golden}"
 
 
-def _t_p_two_sided_df2(t: float) -> float:
-    """Closed form of the two-sided p of Student's t with 2 degrees of freedom."""
-    return 1.0 - abs(t) / math.sqrt(2.0 + t * t)
+def _rows(path):
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    return frame.set_index(["variant", "kind"])
 
 
 def test_ablation_numbers_by_hand(tables):
-    frame = pd.read_csv(tables / "ablation_synth_tacos.csv").set_index("variant")
-    # no_gate - full per seed: -2, -4, -3 -> mean -3, sd 1, t = -3 / (1 / sqrt(3))
-    assert frame.loc["no_gate", "R1@0.3"] == pytest.approx(39.0)
-    assert frame.loc["no_gate", "R1@0.3_std"] == pytest.approx(math.sqrt(3.0), rel=1e-5)
-    assert frame.loc["no_gate", "R1@0.3_delta"] == pytest.approx(-3.0)
-    assert frame.loc["no_gate", "R1@0.3_p"] == pytest.approx(_t_p_two_sided_df2(-3.0 * math.sqrt(3.0)), rel=1e-5)
-    # one seed: no test, and the table says why
-    assert math.isnan(frame.loc["pool_max", "R1@0.3_p"])
-    assert frame.loc["pool_max", "R1@0.3_note"] == "n<2: no test"
-    assert frame.loc["pool_max", "R1@0.3_pairs"] == 1
-    assert "n<2" in (tables / "ablation_synth_tacos.md").read_text()
+    frame = _rows(tables / "ablation_synth_tacos.csv")
+    row = frame.loc[("no_gate", "all")]
+    # no_gate R1@0.3 per seed 38, 38, 41; full 40, 42, 44: Δ per seed -2, -4, -3 -> mean -3, sd 1
+    assert row["R1@0.3_mean"] == pytest.approx(39.0)
+    assert row["R1@0.3_std"] == pytest.approx(math.sqrt(3.0))
+    assert row["R1@0.3_delta"] == pytest.approx(-3.0) and row["R1@0.3_pairs"] == 3
+    assert row["R1@0.3_delta_lo"] < -3.0 < row["R1@0.3_delta_hi"] < 0.0 and row["R1@0.3_resolved"]
+    # P(no_gate > full) over the 9 run pairs: only 41 > 40
+    assert row["R1@0.3_p_improve"] == pytest.approx(1 / 9)
+    # d = 3 (mean 3, sd 1): a paired t-test reaches power 0.8 at n = 4 (n = 3 gives 0.6)
+    assert row["R1@0.3_seeds_needed"] == 4
+    assert row["R1@0.3_lo"] < 39.0 < row["R1@0.3_hi"]
+    # one seed: a query-only interval, no seed spread, no seeds-needed
+    single = frame.loc[("pool_max", "all")]
+    assert single["R1@0.3_pairs"] == 1 and math.isnan(single["R1@0.3_seeds_needed"])
+    assert math.isnan(single["R1@0.3_std"]) and single["R1@0.3_lo"] < single["R1@0.3_mean"] < single["R1@0.3_hi"]
     # the reference row has no Δ
-    assert math.isnan(frame.loc["full", "R1@0.3_delta"])
+    assert math.isnan(frame.loc[("full", "all"), "R1@0.3_delta"])
+
+
+def test_every_comparison_is_broken_down_by_query_kind(tables):
+    frame = _rows(tables / "ablation_synth_tacos.csv")
+    for variant in ("full", "no_gate", "pool_max", "reference_quirks", "no_global", "full_aa"):
+        assert [frame.loc[(variant, k), "n_queries"] for k in ("all", "plain", "long_range")] == [400, 300, 100]
+    # the kinds' means weigh into the overall mean (300 plain + 100 long_range queries)
+    full = frame.loc["full"]
+    assert full.loc["all", "R1@0.3_mean"] == pytest.approx(
+        (300 * full.loc["plain", "R1@0.3_mean"] + 100 * full.loc["long_range", "R1@0.3_mean"]) / 400)
+
+
+def test_controls(tables):
+    frame = _rows(tables / "ablation_synth_tacos.csv")
+    positive = frame.loc[("no_global", "long_range")]
+    assert positive["control"] == "positive" and positive["R1@0.3_resolved"] and positive["R1@0.3_delta"] < 0
+    negative = frame.loc["full_aa"]
+    # seeds 1000-1002 paired with full's 0-2 by seed index
+    assert (negative["R1@0.3_pairs"] == 3).all() and (negative["control"] == "negative").all()
+    assert not negative[[c for c in negative.columns if c.endswith("_resolved")]].any().any()
+    text = (tables / "ablation_synth_tacos.md").read_text()
+    assert "| no_global (positive control) | long_range |" in text
+    assert "Observed: resolved worse on long_range in 2 of 4 shown metrics" in text
+    assert "full_aa: negative (A/A) control" in text and "Observed: 0 of 12 Δ cells flagged." in text
+    assert "scipy.stats.bootstrap" in text and "resampling seeds and, independently, queries" in text
 
 
 def test_stride_order_and_constant_delta(tables):
     frame = pd.read_csv(tables / "stride_synth_tacos.csv")
-    assert list(frame["variant"]) == ["full", "stride_3", "stride_4"]
+    assert list(frame.drop_duplicates("variant")["variant"]) == ["full", "stride_3", "stride_4"]
     # stride_3 from the run's config.yaml, stride_4 from its ablation overrides
-    assert list(frame["stride"].fillna(2).astype(int)) == [2, 3, 4]
-    row = frame.set_index("variant").loc["stride_3"]
-    assert row["R1@0.3_delta"] == pytest.approx(-1.0) and row["R1@0.3_note"] == "constant Δ: no test"
-    row4 = frame.set_index("variant").loc["stride_4"]
-    assert row4["R1@0.3_p"] == pytest.approx(_t_p_two_sided_df2(-2.0 * math.sqrt(3.0)), rel=1e-5)
+    assert list(frame.drop_duplicates("variant")["stride"].fillna(2).astype(int)) == [2, 3, 4]
+    rows = _rows(tables / "stride_synth_tacos.csv")
+    row = rows.loc[("stride_3", "all")]
+    # the same -1 on every seed: resolved, and two seeds would do
+    assert row["R1@0.3_delta"] == pytest.approx(-1.0) and row["R1@0.3_seeds_needed"] == 2
+    assert rows.loc[("stride_4", "all"), "R1@0.3_delta"] == pytest.approx(-2.0)
+
+
+def test_missing_or_inconsistent_hits_are_named(fixture_runs, tmp_path):
+    root, metrics, variant_files = fixture_runs
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "runs" / "synth_tacos", runs)
+    chosen = [str(runs / v / "seed0" / "metrics.json") for v in ("full", "no_gate")]
+    args = ["ablation", "--dataset", "synth_tacos", "--paper-dataset", "tacos", "--paper", PAPER, "--synthetic",
+            "--metrics", *chosen, "--variant-files", *variant_files, "--variants", "full", "no_gate",
+            "--out", str(tmp_path / "t")]
+    hits = runs / "no_gate" / "seed0" / "hits.csv.gz"
+    shutil.copy(runs / "full" / "seed0" / "hits.csv.gz", hits)  # full's hits under no_gate's metrics
+    result = subprocess.run([sys.executable, str(SCRIPTS / "tables.py"), *args], capture_output=True, text=True)
+    assert result.returncode != 0 and str(hits) in result.stderr and "R1@0.3 over its 400 queries" in result.stderr
+    frame = pd.read_csv(runs / "no_gate" / "seed1" / "hits.csv.gz", dtype={"query_id": str})
+    frame.loc[0, "R1@0.5"] = 2  # not a hit flag
+    frame.to_csv(hits, index=False)
+    result = subprocess.run([sys.executable, str(SCRIPTS / "tables.py"), *args], capture_output=True, text=True)
+    assert result.returncode != 0 and str(hits) in result.stderr and "must hold 0 or 1, R1@0.5" in result.stderr
+    hits.unlink()
+    result = subprocess.run([sys.executable, str(SCRIPTS / "tables.py"), *args], capture_output=True, text=True)
+    assert result.returncode != 0 and f"{hits}: missing" in result.stderr and "hieramamba evaluate" in result.stderr
 
 
 def test_main_delta_to_paper(tables):
@@ -99,10 +152,10 @@ def test_main_delta_to_paper(tables):
 
 
 def test_backbone_params(tables):
-    frame = pd.read_csv(tables / "backbones_synth_tacos.csv").set_index("variant")
-    assert frame.loc["snag", "backbone"] == "snag" and frame.loc["full", "backbone"] == "hieramamba"
-    assert frame.loc["snag", "n_params"] == 1234567
-    assert pd.isna(frame.loc["full", "n_params"])
+    frame = _rows(tables / "backbones_synth_tacos.csv")
+    assert frame.loc[("snag", "all"), "backbone"] == "snag" and frame.loc[("full", "all"), "backbone"] == "hieramamba"
+    assert frame.loc[("snag", "long_range"), "n_params"] == 1234567
+    assert pd.isna(frame.loc[("full", "all"), "n_params"])
 
 
 def test_collect_metrics(fixture_runs, tmp_path):

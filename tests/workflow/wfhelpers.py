@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from fake_hieramamba import planted_hits, write_hits_and_score
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "workflow" / "scripts"
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -31,6 +33,9 @@ FIXTURE_RUNS = {
         "stride_4": (-2.0, [0.0, 3.0, 3.0]),
         "reference_quirks": (-0.5, [0.0, 2.0, 5.0]),
         "snag": (-5.0, [0.0, 1.0]),
+        # controls: 32 of 400 queries lost, the hardest ones (mostly long_range); an A/A twin
+        "no_global": (-8.0, [1.0, 2.0, 4.0]),
+        "full_aa": (0.0, [1.0, 1.0, 3.0]),
     },
     "tacos": {
         "full": (0.0, [0.0, 2.0]),
@@ -38,18 +43,25 @@ FIXTURE_RUNS = {
     },
 }
 BINS = ("short (<2 min)", "medium (2-5 min)", "long (>5 min)")
+SEED_OFFSET = {"full_aa": 1000}  # as ablations/full_aa.yaml
 
 
-def metrics_record(dataset, variant, seed, values, **extra):
+FIXTURE_KINDS = ["plain"] * 300 + ["long_range"] * 100  # 400 queries per split
+FIXTURE_BINS = [BINS[i % len(BINS)] for i in range(len(FIXTURE_KINDS))]
+
+
+def metrics_record(dataset, variant, seed, values, out: Path, **extra):
+    """metrics.json of a fixture run whose hits.csv.gz (written into `out`) has exactly the recalls
+    `values` (multiples of 0.25 % on 400 queries); the breakdowns follow from those hits."""
+    n = len(FIXTURE_KINDS)
+    hits = {}
+    for m, value in values.items():
+        count = value * n / 100.0
+        assert count == round(count), f"fixture recall {value} of {m} is not a whole number of {n} queries"
+        hits[m] = planted_hits(dataset, f"{variant}/{seed}", m, round(count), FIXTURE_KINDS)
     record = {
         "dataset": dataset, "variant": variant, "seed": seed, "split": "test", "protocol": "snag",
-        "metrics": values, "n_queries": 400, "n_dropped": 0,
-        "by_length_bin": {
-            label: {"n_queries": 100 + 10 * i, "metrics": {k: v - 5.0 * i for k, v in values.items() if k.startswith("R1@")}}
-            for i, label in enumerate(BINS)
-        },
-        "by_query_kind": {"plain": {"n_queries": 300, "metrics": values},
-                          "long_range": {"n_queries": 100, "metrics": {k: v - 10.0 for k, v in values.items()}}},
+        **write_hits_and_score(out, FIXTURE_KINDS, FIXTURE_BINS, hits, BINS), "n_dropped": 0,
         "train_time_s": 10.0 + seed, "eval_time_s": 1.0, "peak_mem_mb": 500.0 + 10 * seed,
         "versions": {"python": "3.11.7", "torch": "2.13.0", "cuda": None, "mamba_ssm": None, "hieramamba": "0.1.0"},
         "device": "cpu (fixture)", "git_commit": "fixture", "config_sha": "fixture",
@@ -63,12 +75,13 @@ def write_fixture_runs(root: Path) -> dict[str, list[str]]:
     paths: dict[str, list[str]] = {}
     for dataset, variants in FIXTURE_RUNS.items():
         for variant, (offset, noise) in variants.items():
-            for seed, n in enumerate(noise):
+            for index, n in enumerate(noise):
+                seed = index + SEED_OFFSET.get(variant, 0)
                 values = {k: v + offset + n for k, v in BASE[dataset].items()}
                 extra = {"n_params": 1234567, "n_params_backbone": 234567} if variant == "snag" else {}
                 run = root / "runs" / dataset / variant / f"seed{seed}"
                 run.mkdir(parents=True, exist_ok=True)
-                (run / "metrics.json").write_text(json.dumps(metrics_record(dataset, variant, seed, values, **extra)))
+                (run / "metrics.json").write_text(json.dumps(metrics_record(dataset, variant, seed, values, run, **extra)))
                 (run / "train_curve.csv").write_text(
                     "epoch,step,loss,loss_cls,loss_reg,lr\n"
                     + "".join(f"{e},{10 * (e + 1)},{3.0 / (e + 1) + 0.1 * seed:.4f},{2.0 / (e + 1):.4f},"
@@ -78,9 +91,12 @@ def write_fixture_runs(root: Path) -> dict[str, list[str]]:
                 if variant == "snag":
                     (run / "config.yaml").write_text("model:\n  backbone:\n    name: snag\n")
                 paths.setdefault(dataset, []).append(str(run / "metrics.json"))
+    prior_dir = root / "runs" / "synth_tacos" / "full" / "seed0" / "prior"
+    prior_dir.mkdir(parents=True, exist_ok=True)
     prior = root / "runs" / "synth_tacos" / "full" / "seed0" / "metrics.prior.json"
     prior.write_text(json.dumps(metrics_record("synth_tacos", "prior", 0,
-                                               {"R1@0.3": 5.0, "R1@0.5": 2.5, "R5@0.3": 20.0, "R5@0.5": 10.0})))
+                                               {"R1@0.3": 5.0, "R1@0.5": 2.5, "R5@0.3": 20.0, "R5@0.5": 10.0},
+                                               prior_dir)))
     return paths
 
 

@@ -141,6 +141,12 @@ def table_seeds(table):
     return SEEDS if limit is None else SEEDS[:limit]
 
 
+def seed_offset(variant):
+    """ablations/<variant>.yaml `seed_offset`: its seed index i runs as seed offset + i (the A/A
+    control gets seeds disjoint from full's; the tables pair it with full's seed i)."""
+    return int(VARIANTS[variant].get("seed_offset", 0))
+
+
 def _runs():
     runs = set()
     for table in TABLES:
@@ -149,7 +155,7 @@ def _runs():
             variants = ["full"] + variants  # Δ columns are relative to `full`
         seeds = table_seeds(table)
         for dataset in table_datasets(table):
-            runs.update((dataset, variant, seed) for variant in variants for seed in seeds)
+            runs.update((dataset, v, seed + seed_offset(v)) for v in variants for seed in seeds)
     return sorted(runs)
 
 
@@ -163,24 +169,31 @@ def metrics_path(dataset, variant, seed):
     return f"results/runs/{dataset}/{variant}/seed{seed}/metrics.json"
 
 
-def run_metrics(dataset=None, variants=None, seeds=None):
-    """metrics.json of every run of the DAG (optionally one dataset / some variants / seeds)."""
+def hits_path(dataset, variant, seed):
+    """Per-query hits beside metrics.json (DEVELOPING.md, run directory)."""
+    return f"results/runs/{dataset}/{variant}/seed{seed}/hits.csv.gz"
+
+
+def run_metrics(dataset=None, variants=None, seeds=None, path=metrics_path):
+    """metrics.json (or another file of `path`) of every run of the DAG, optionally of one dataset /
+    some variants / some seed indices (seed - the variant's seed_offset)."""
     return [
-        metrics_path(d, v, s)
+        path(d, v, s)
         for d, v, s in RUNS
         if (dataset is None or d == dataset)
         and (variants is None or v in variants)
-        and (seeds is None or s in seeds)
+        and (seeds is None or s - seed_offset(v) in seeds)
     ]
 
 
-def table_metrics(table):
-    """Input function: metrics.json of the runs a table is built from, for one dataset."""
+def table_metrics(table, path=metrics_path):
+    """Input function: metrics.json (or the hits, path=hits_path) of the runs a table is built
+    from, for one dataset."""
 
     def inputs(wildcards):
         variants = set(table_variants(table)) | ({"full"} if table != "main" else set())
         # only the table's seeds, so that `full` is averaged over the same seeds as the variants
-        return run_metrics(wildcards.dataset, variants, table_seeds(table))
+        return run_metrics(wildcards.dataset, variants, table_seeds(table), path)
 
     return inputs
 

@@ -1,11 +1,14 @@
 # Result tables per dataset (CSV numbers + Markdown + LaTeX) into results/tables/:
-# main (the paper's layout with its numbers and Δ), ablation (Δ to `full`, paired t-test over
-# seeds), stride sweep and backbone comparison. Which variants: ablations/*.yaml `tables:`.
+# main (the paper's layout with its numbers and Δ; mean [95 % interval]), ablation (with its
+# controls), stride sweep and backbone comparison; the last three from every run's per-query hits: mean [95 % interval], paired
+# Δ to `full` [interval], P(improve), resolved, seeds needed, per query kind (workflow/scripts/
+# stats.py). Which variants: ablations/*.yaml `tables:`.
 
 
 rule table_main:
     input:
         metrics=table_metrics("main"),
+        hits=table_metrics("main", hits_path),
         variants=variant_files,
         paper=config["paper_numbers"],
         baseline=prior_metrics,
@@ -28,6 +31,7 @@ rule table_main:
 use rule table_main as table_ablation with:
     input:
         metrics=table_metrics("ablation"),
+        hits=table_metrics("ablation", hits_path),
         variants=variant_files,
         paper=config["paper_numbers"],
     output:
@@ -42,6 +46,7 @@ use rule table_main as table_ablation with:
 use rule table_main as table_stride with:
     input:
         metrics=table_metrics("stride"),
+        hits=table_metrics("stride", hits_path),
         variants=variant_files,
         paper=config["paper_numbers"],
     output:
@@ -56,6 +61,7 @@ use rule table_main as table_stride with:
 use rule table_main as table_backbones with:
     input:
         metrics=table_metrics("backbones"),
+        hits=table_metrics("backbones", hits_path),
         variants=variant_files,
         paper=config["paper_numbers"],
     output:

@@ -1,7 +1,7 @@
 # Train + evaluate one (dataset, variant, seed). `hieramamba train` trains, evaluates under the
-# dataset's protocol and writes metrics.json atomically (last), so a crashed or killed job never
-# leaves a metrics.json behind. Only metrics.json is a declared output: Snakemake deletes the
-# declared outputs of failed jobs, and the checkpoints (outside the output, passed via params)
+# dataset's protocol and writes hits.csv.gz (per-query hits) then metrics.json atomically (last),
+# so a crashed or killed job never leaves a metrics.json behind. Only those two are declared
+# outputs: Snakemake deletes the declared outputs of failed jobs, and the checkpoints (outside the output, passed via params)
 # must survive so a rerun resumes from them. The ablation file and the package's conf files the
 # run is composed from are inputs, so editing one reruns exactly the runs that use it; then
 # prepare_run.py starts those runs over instead of resuming from checkpoints of the old config.
@@ -14,6 +14,7 @@ rule train:
         conf=run_conf_files,
     output:
         metrics="results/runs/{dataset}/{variant}/seed{seed}/metrics.json",
+        hits="results/runs/{dataset}/{variant}/seed{seed}/hits.csv.gz",
     params:
         dataset=dataset_args,
         scale=SCALE,

@@ -1,10 +1,11 @@
 """Result tables of one dataset: main (paper layout), ablation, stride sweep, backbones.
 
 Each table is written three times: CSV (the numbers, one column per value, for machines),
-Markdown and LaTeX (formatted `mean ± std`). Means and standard deviations are over seeds
-(sample std, ddof=1; a single seed shows its value and no std). Δ columns are relative to the
-`full` variant, paired by seed, with scipy's paired t-test; with fewer than two common seeds there
-is no test (p is empty in the CSV and the cell reads `n<2`).
+Markdown and LaTeX (formatted). The main table shows `mean ± sample std` over seeds. The ablation,
+stride and backbone tables are built from every run's per-query hits (evidence.py, stats.py): one
+row per (variant, query kind: all / plain / long_range), each metric as `mean [95 % interval]`
+and, against `full`, the paired Δ with its interval, a ✓ where it excludes 0, P(variant > full)
+and the seeds a paired test would need; the footnote names the method and what was resampled.
 
 Snakemake: `script:` with input.metrics, input.variants, input.paper; params.table,
 params.dataset, params.paper_dataset, params.synthetic, params.variants; output.csv/md/tex.
@@ -20,6 +21,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import evidence  # noqa: E402
+import stats  # noqa: E402
 import wflib  # noqa: E402
 
 SHOWN_RANKS = (1, 5)  # Markdown/LaTeX of the wide tables show R@1 and R@5; the CSV has all
@@ -52,16 +55,10 @@ def _ordered(variants: list[str], runs: pd.DataFrame, reference: str | None = "f
     return order
 
 
-def _delta_cell(delta: float, p: float, note: str) -> str:
-    if math.isnan(delta):
-        return wflib.DASH
-    return f"{wflib.fmt_signed(delta)} ({wflib.fmt_p(p, note) if note else 'p=' + wflib.fmt_p(p)})"
-
-
 # ---- main results ---------------------------------------------------------------------------------
 
 
-def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=None):
+def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=None, variant_specs=None):
     layout = _layout(paper, paper_name, runs)
     runs = runs.assign(avg=_seed_avg(runs, layout))
     published = wflib.paper_rows(paper, paper_name, layout)
@@ -85,17 +82,22 @@ def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=N
         shown.append(shown_row(label, row["method"], row["source"], wflib.DASH,
                                [wflib.fmt_num(v) for v in values], wflib.fmt_num(row["avg"])))
     ours = {}
+    # 95 % intervals over seeds and queries, from the per-query hits (the "all" rows)
+    intervals = {r["variant"]: r for r in _comparison(runs, variants, layout, variant_specs or {})
+                 if r["kind"] == evidence.ALL}
     for variant in _ordered(variants, runs):
-        stats = {m: wflib.seed_stats(runs, variant, m) for m in layout + ["avg"]}
-        n = max(s[2] for s in stats.values())
-        ours[variant] = stats
+        spread = {m: wflib.seed_stats(runs, variant, m) for m in layout + ["avg"]}
+        n = max(s[2] for s in spread.values())
+        ours[variant] = spread
         record = {"row": "ours", "method": variant, "variant": variant, "source": "this suite", "seeds": n}
         for m in layout + ["avg"]:
-            record[m], record[f"{m}_std"] = stats[m][0], stats[m][1]
+            record[m], record[f"{m}_std"] = spread[m][0], spread[m][1]
+        for m in layout:
+            record[f"{m}_lo"], record[f"{m}_hi"] = intervals[variant][f"{m}_lo"], intervals[variant][f"{m}_hi"]
         numbers.append(record)
         shown.append(shown_row("ours", variant, "this suite", n,
-                               [wflib.fmt_mean_std(*stats[m][:2]) for m in layout],
-                               wflib.fmt_mean_std(*stats["avg"][:2])))
+                               [wflib.fmt_interval(spread[m][0], record[f"{m}_lo"], record[f"{m}_hi"]) for m in layout],
+                               wflib.fmt_mean_std(*spread["avg"][:2])))
     if baseline is not None and not baseline.empty:
         base = baseline.assign(avg=_seed_avg(baseline, layout)).iloc[0]
         values = [base.get(m, np.nan) for m in layout]
@@ -114,7 +116,9 @@ def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=N
                             "source": row["source"], "seeds": None, **dict(zip(layout, deltas)), "avg": d_avg})
             shown.append(shown_row("Δ ours − paper", f"{variant} vs {row['method']}", row["source"], wflib.DASH,
                                    [wflib.fmt_signed(d) for d in deltas], wflib.fmt_signed(d_avg)))
-    notes = ["Ours: mean ± sample std over seeds (recall, %). Avg: mean of the row's recalls."]
+    notes = ["Ours: mean [95 % interval] (recall, %): percentile bootstrap (scipy.stats.bootstrap) resampling "
+             "seeds and, independently, queries within each query kind, as in the ablation tables; the CSV adds "
+             "the sample std over seeds (`_std`). Avg: mean of the row's recalls, ± its sample std over seeds."]
     if baseline is not None and not baseline.empty:
         notes.append("Baseline: a fixed start/end prior fitted on the training split "
                      "(`hieramamba evaluate --baseline prior`), no model.")
@@ -124,92 +128,134 @@ def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=N
     else:
         notes.append("Δ = our mean − the published value; — where the number is not published (see sources).")
     columns = ["row", "method", "variant", "source", "seeds"]
-    columns += [c for m in layout + ["avg"] for c in (m, f"{m}_std")]
+    columns += [c for m in layout for c in (m, f"{m}_std", f"{m}_lo", f"{m}_hi")] + ["avg", "avg_std"]
     frame = pd.DataFrame(numbers).reindex(columns=columns)
     return frame, pd.DataFrame(shown), notes
 
 
 # ---- ablation / stride / backbones ---------------------------------------------------------------
 
+# What each control proves (ablations/*.yaml `control:`); the table checks its expectation.
+CONTROLS = {
+    "positive": ("positive control: no global mixer, only local window attention. long_range queries need far "
+                 "context, so it must come out resolved worse than full on them; if not, the benchmark is too "
+                 "weak to show a real effect (fix the benchmark, not the statistics)."),
+    "negative": ("negative (A/A) control: the full model again under disjoint seeds. Nothing differs but the "
+                 "seed, so a ✓ on its rows is a false alarm of the statistics (about 5 % of its cells by chance)."),
+}
 
-def _comparison(runs, variants, layout, reference="full"):
-    """Numbers of each variant vs the reference: mean, std, seeds, Δ, p, note per metric."""
-    records = []
-    for variant in _ordered(variants, runs, reference):
-        record = {"variant": variant}
-        n = 0
+
+def _comparison(runs, variants, layout, specs, reference="full"):
+    """Records per (variant, query kind) from the runs' per-query hits (evidence.py); a layout
+    metric the runs did not measure gets empty (NaN) columns."""
+    measured = [m for m in layout if m in runs.columns and runs[m].notna().all()]
+    hits = evidence.TableHits(runs, measured, specs, reference)
+    records = evidence.evidence_records(hits, _ordered(variants, runs, reference))
+    for record in records:
         for m in layout:
-            mean, std, count = wflib.seed_stats(runs, variant, m)
-            n = max(n, count)
-            record[m], record[f"{m}_std"] = mean, std
-            if variant == reference:
-                delta, p, pairs, note = math.nan, math.nan, count, "reference"
-            else:
-                delta, p, pairs, note = wflib.paired_test(runs, variant, reference, m)
-            record[f"{m}_delta"], record[f"{m}_p"], record[f"{m}_pairs"], record[f"{m}_note"] = delta, p, pairs, note
-        record["seeds"] = n
-        records.append(record)
+            if m not in measured:
+                record.update({f"{m}_{c}": math.nan for c in evidence.COLUMNS})
     return records
+
+
+def _delta_cell(record, m):
+    delta = record[f"{m}_delta"]
+    if math.isnan(delta):
+        return wflib.DASH
+    mark = " ✓" if record[f"{m}_resolved"] else ""
+    return (f"{wflib.fmt_interval(delta, record[f'{m}_delta_lo'], record[f'{m}_delta_hi'], signed=True)}{mark}; "
+            f"P↑ {wflib.fmt_num(record[f'{m}_p_improve'])}; n {wflib.fmt_count(record[f'{m}_seeds_needed'])}")
 
 
 def _comparison_cells(record, metrics, reference="full"):
     cells = {}
     for m in metrics:
-        cells[m] = wflib.fmt_mean_std(record[m], record[f"{m}_std"])
-        cells[f"Δ {m}"] = (wflib.DASH if record["variant"] == reference
-                           else _delta_cell(record[f"{m}_delta"], record[f"{m}_p"], record[f"{m}_note"]))
+        cells[m] = wflib.fmt_interval(record[f"{m}_mean"], record[f"{m}_lo"], record[f"{m}_hi"])
+        cells[f"Δ {m}"] = wflib.DASH if record["variant"] == reference else _delta_cell(record, m)
     return cells
 
 
-_COMPARISON_NOTE = ("Mean ± sample std over seeds (recall, %). Δ = variant − full, paired by seed; "
-                    "p from scipy's paired t-test (scipy.stats.ttest_rel); `n<2` = fewer than two common "
-                    "seeds, no test.")
+def _front(frame, front):
+    return frame[front + [c for c in frame.columns if c not in front]]
+
+
+def _control_verdicts(records, specs, metrics):
+    """A sentence per control variant present: what it proves and whether it did."""
+    notes = []
+    for variant in dict.fromkeys(r["variant"] for r in records):
+        role = (specs.get(variant) or {}).get("control")
+        if role not in CONTROLS:
+            continue
+        rows = [r for r in records if r["variant"] == variant]
+        if role == "positive":
+            target = [r for r in rows if r["kind"] == "long_range"]
+            worse = [m for r in target for m in metrics if r[f"{m}_resolved"] and r[f"{m}_delta"] < 0]
+            verdict = (f"Observed: resolved worse on long_range in {len(worse)} of {len(metrics)} shown metrics"
+                       + (f" ({', '.join(worse)})." if worse else ".") if target else
+                       "Observed: no long_range queries in this split, the control cannot be read.")
+        else:
+            cells = [r[f"{m}_resolved"] for r in rows for m in metrics if r[f"{m}_resolved"] is not None]
+            verdict = f"Observed: {sum(bool(c) for c in cells)} of {len(cells)} Δ cells flagged."
+        notes.append(f"{variant}: {CONTROLS[role]} {verdict}")
+    return notes
+
+
+def _evidence_notes():
+    return [stats.METHOD_NOTE, "Rows: every query (all; the bootstrap keeps the query-kind mix) and each query "
+            "kind alone. Recall in %; the CSV adds the seed std (`_std`), interval bounds (`_lo`, `_hi`) and "
+            "the paired seed count (`_pairs`). With a single (paired) seed an interval covers query sampling "
+            "only and n is —."]
 
 
 def build_ablation(runs, paper, dataset, paper_name, synthetic, variants, variant_specs):
     layout = _layout(paper, paper_name, runs)
     findings = ((paper.get("ablations") or {}).get("variants") or {})
-    records = _comparison(runs, variants, layout)
+    # controls after the ablations they vouch for
+    variants = ([v for v in variants if not (variant_specs.get(v) or {}).get("control")]
+                + [v for v in variants if (variant_specs.get(v) or {}).get("control")])
+    records = _comparison(runs, variants, layout, variant_specs)
     shown = []
     for record in records:
+        spec = variant_specs.get(record["variant"]) or {}
         finding = findings.get(record["variant"], {})
-        record["description"] = (variant_specs.get(record["variant"]) or {}).get("description", "")
+        record["description"] = spec.get("description", "")
+        record["control"] = spec.get("control") or ""
         record["paper_numbers"] = "not published"
         record["paper_finding"] = finding.get("finding") or ""
         record["paper_source"] = finding.get("source") or ""
-        shown.append({"variant": record["variant"], "seeds": record["seeds"],
+        label = record["variant"] + (f" ({record['control']} control)" if record["control"] else "")
+        first = record["kind"] == evidence.ALL
+        shown.append({"variant": label, "queries": record["kind"], "seeds": record["seeds"],
                       **_comparison_cells(record, _shown_metrics(layout)),
                       "paper (finding)": (f"{record['paper_finding']} [{record['paper_source']}]"
-                                          if record["paper_finding"] else wflib.DASH)})
-    frame = pd.DataFrame(records)
-    front = ["variant", "description", "seeds"]
-    frame = frame[front + [c for c in frame.columns if c not in front]]
-    notes = [_COMPARISON_NOTE, "The paper's ablation numbers were not found in any source "
-             "(paper_numbers.yaml); its qualitative findings are quoted."]
+                                          if record["paper_finding"] and first else wflib.DASH)})
+    frame = _front(pd.DataFrame(records), ["variant", "kind", "control", "description", "seeds", "n_queries"])
+    notes = _evidence_notes() + _control_verdicts(records, variant_specs, _shown_metrics(layout))
+    notes.append("The paper's ablation numbers were not found in any source (paper_numbers.yaml); its "
+                 "qualitative findings are quoted.")
     return frame, pd.DataFrame(shown), notes
 
 
 def build_stride(runs, paper, dataset, paper_name, synthetic, variants, variant_specs):
     layout = _layout(paper, paper_name, runs)
-    records = _comparison(runs, variants, layout)
+    records = _comparison(runs, variants, layout, variant_specs)
     for record in records:
         stride = wflib.variant_setting(runs, variant_specs, record["variant"], "model.backbone.stride")
         record["stride"] = None if stride is None else int(stride)
     # The model's default stride (2) applies where neither config.yaml nor the overrides say.
     records.sort(key=lambda r: (r["stride"] if r["stride"] is not None else 2, r["variant"]))
     shown = [{"stride s": wflib.DASH if r["stride"] is None and r["variant"] != "full" else (r["stride"] or 2),
-              "variant": r["variant"], "seeds": r["seeds"], **_comparison_cells(r, _shown_metrics(layout))}
+              "variant": r["variant"], "queries": r["kind"], "seeds": r["seeds"],
+              **_comparison_cells(r, _shown_metrics(layout))}
              for r in records]
-    frame = pd.DataFrame(records)
-    front = ["stride", "variant", "seeds"]
-    frame = frame[front + [c for c in frame.columns if c not in front]]
-    notes = [_COMPARISON_NOTE, "The paper's stride sweep numbers were not found (paper_numbers.yaml)."]
+    frame = _front(pd.DataFrame(records), ["stride", "variant", "kind", "seeds", "n_queries"])
+    notes = _evidence_notes() + ["The paper's stride sweep numbers were not found (paper_numbers.yaml)."]
     return frame, pd.DataFrame(shown), notes
 
 
 def build_backbones(runs, paper, dataset, paper_name, synthetic, variants, variant_specs):
     layout = _layout(paper, paper_name, runs)
-    records = _comparison(runs, variants, layout)
+    records = _comparison(runs, variants, layout, variant_specs)
     shown = []
     for record in records:
         sub = runs[runs["variant"] == record["variant"]]
@@ -221,7 +267,7 @@ def build_backbones(runs, paper, dataset, paper_name, synthetic, variants, varia
         for field in ("train_time_s", "peak_mem_mb"):
             values = pd.to_numeric(sub[field], errors="coerce").dropna() if field in sub else pd.Series(dtype=float)
             record[field] = float(values.mean()) if len(values) else math.nan
-        shown.append({"backbone": record["backbone"], "variant": record["variant"],
+        shown.append({"backbone": record["backbone"], "variant": record["variant"], "queries": record["kind"],
                       "params": wflib.fmt_int(record["n_params"]),
                       "backbone params": wflib.fmt_int(record["n_params_backbone"]),
                       "seeds": record["seeds"], **_comparison_cells(record, _shown_metrics(layout)),
@@ -230,10 +276,11 @@ def build_backbones(runs, paper, dataset, paper_name, synthetic, variants, varia
     frame = pd.DataFrame(records)
     for field in ("n_params", "n_params_backbone"):
         frame[field] = frame[field].astype("Int64")
-    front = ["backbone", "variant", "n_params", "n_params_backbone", "seeds", "train_time_s", "peak_mem_mb"]
-    frame = frame[front + [c for c in frame.columns if c not in front]]
-    notes = [_COMPARISON_NOTE, "Params: trainable parameters of the whole model / of the backbone, from "
-             "metrics.json (— where the run did not record them). Time and memory: means over seeds."]
+    frame = _front(frame, ["backbone", "variant", "kind", "n_params", "n_params_backbone", "seeds", "n_queries",
+                           "train_time_s", "peak_mem_mb"])
+    notes = _evidence_notes() + [
+        "Params: trainable parameters of the whole model / of the backbone, from metrics.json (— where the "
+        "run did not record them). Time and memory: means over seeds."]
     if not synthetic:
         published = wflib.paper_rows(paper, paper_name, layout)
         published = published[published["variant"].isin([r["variant"] for r in records])]
@@ -257,7 +304,7 @@ def make_table(table, metrics, variant_files, paper_path, dataset, paper_dataset
     specs = wflib.load_variant_files(variant_files)
     if table == "main":
         prior = wflib.load_runs([baseline]) if baseline else None
-        numbers, shown, notes = build_main(runs, paper, dataset, paper_dataset, synthetic, variants, prior)
+        numbers, shown, notes = build_main(runs, paper, dataset, paper_dataset, synthetic, variants, prior, specs)
     else:
         numbers, shown, notes = BUILDERS[table](runs, paper, dataset, paper_dataset, synthetic, variants, specs)
     title = f"{TITLES[table]}: {wflib.dataset_title(paper, dataset, paper_dataset, synthetic)}"

@@ -191,30 +191,6 @@ def seed_stats(runs: pd.DataFrame, variant: str, metric: str) -> tuple[float, fl
     return float(np.mean(values)), std, len(values)
 
 
-def paired_test(runs: pd.DataFrame, variant: str, reference: str, metric: str):
-    """Paired comparison of `variant` vs `reference` over the seeds both have.
-
-    Returns (mean Δ, p-value, n pairs, note). scipy's paired t-test needs >= 2 pairs: with fewer
-    the p-value is NaN and the note says `n<2`; when every pair differs by the same amount the
-    t statistic is undefined (zero variance) and the note says so.
-    """
-    from scipy import stats
-
-    a = runs.loc[runs["variant"] == variant].set_index("seed")[metric].dropna()
-    b = runs.loc[runs["variant"] == reference].set_index("seed")[metric].dropna()
-    seeds = sorted(set(a.index) & set(b.index))
-    if not seeds:
-        return math.nan, math.nan, 0, "no common seeds"
-    diff = a.loc[seeds].to_numpy(float) - b.loc[seeds].to_numpy(float)
-    delta = float(diff.mean())
-    if len(seeds) < 2:
-        return delta, math.nan, len(seeds), "n<2: no test"
-    if np.allclose(diff, diff[0], rtol=0, atol=1e-12):
-        return delta, math.nan, len(seeds), "constant Δ: no test"
-    result = stats.ttest_rel(a.loc[seeds].to_numpy(float), b.loc[seeds].to_numpy(float))
-    return delta, float(result.pvalue), len(seeds), ""
-
-
 # ---- formatting and writing ----------------------------------------------------------------------
 
 
@@ -238,10 +214,21 @@ def fmt_mean_std(mean, std, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def fmt_p(p, note: str = "") -> str:
-    if p is None or math.isnan(p):
-        return note or DASH
-    return f"{p:.3f}" if p >= 0.001 else "<0.001"
+def fmt_interval(value, lo, hi, digits: int = 2, signed: bool = False) -> str:
+    """`42.00 [40.10, 43.90]` (`+1.20 [-0.40, +2.80]` when signed); — for a missing value."""
+    if value is None or math.isnan(value):
+        return DASH
+    fmt = fmt_signed if signed else fmt_num
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return fmt(value, digits)
+    return f"{fmt(value, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
+
+
+def fmt_count(value) -> str:
+    """A whole number, ∞ for infinity, — for a missing value (seeds needed)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    return "∞" if math.isinf(value) else f"{int(value)}"
 
 
 def fmt_int(value) -> str:
@@ -271,7 +258,9 @@ _TEX_ESCAPE = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": 
 def tex_escape(text: str) -> str:
     out = "".join(_TEX_ESCAPE.get(ch, ch) for ch in str(text))
     out = out.replace("<", r"$<$").replace(">", r"$>$")
-    return out.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "--").replace("−", "-")
+    out = out.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "--").replace("−", "-")
+    # ✓ needs amssymb
+    return out.replace("✓", r"$\checkmark$").replace("↑", r"$\uparrow$").replace("∞", r"$\infty$")
 
 
 def to_latex(frame: pd.DataFrame, caption: str = "", label: str = "") -> str:
