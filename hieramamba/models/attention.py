@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hieramamba.models.norms import LayerNorm, LayerScale
+from hieramamba.models.window_attention import banded_attention
 
 
 def sinusoid_encoding(seq_len: int, n_freqs: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -108,9 +109,9 @@ class MaskedMHA(nn.Module):
     - ``window_size=w`` (odd): query t attends to keys t-w//2 .. t+w//2 that exist and are valid;
       rows of invalid queries are zeroed (as SnAG's). SnAG computes this band with overlapping
       Longformer chunks, which needs the length to be a multiple of w//2 (HieraMamba zero-pads
-      q/k/v for that); here the band is gathered with ``unfold`` over a sequence padded by w//2
-      on each side, which gives the same numbers for any length with no length condition.
-      Self-attention only (t1 == t2).
+      q/k/v for that); here it is ``hieramamba.models.window_attention.banded_attention``
+      (blocks of queries against their keys plus a halo, no per-position copies of k/v), which
+      gives the same numbers for any length with no length condition. Self-attention only (t1 == t2).
     - ``kv_size``: when k/v have more rows than q, each q row is repeated ``kv_size[i]`` times
       (one video shared by several queries).
     """
@@ -150,19 +151,8 @@ class MaskedMHA(nn.Module):
         return attn @ v.transpose(2, 3)  # (b, h, t1, d)
 
     def _local(self, q, k, v, mask):
-        # q/k/v (b, h, d, t), mask (b, 1, t); band of w = 2r + 1 keys around each query
-        b, h, d, t = q.shape
-        r = self.window_size // 2
-        k_band = F.pad(k * self.scale, (r, r)).unfold(-1, self.window_size, 1)  # (b, h, d, t, w)
-        v_band = F.pad(v, (r, r)).unfold(-1, self.window_size, 1)  # (b, h, d, t, w)
-        key_ok = F.pad(mask, (r, r), value=False).unfold(-1, self.window_size, 1)  # (b, 1, t, w)
-        logits = torch.einsum("bhdt,bhdtw->bhtw", q * self.scale, k_band)
-        logits = logits.masked_fill(~key_ok, float("-inf"))
-        attn = torch.softmax(logits, dim=-1)
-        row_ok = mask.transpose(1, 2)[:, None] & key_ok.any(-1, keepdim=True)  # (b, 1, t, 1)
-        attn = torch.where(row_ok, attn, torch.zeros_like(attn))
-        attn = self.attn_drop(attn)
-        return torch.einsum("bhtw,bhdtw->bhtd", attn, v_band)  # (b, h, t, d)
+        # q/k/v (b, h, d, t), mask (b, 1, t) -> (b, h, t, d); q.k carries scale twice, as in _global
+        return banded_attention(q, k, v, mask, self.window_size, self.scale * self.scale, self.attn_drop)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Tensor | None = None,
                 kv_mask: torch.Tensor | None = None, kv_size: torch.Tensor | None = None) -> torch.Tensor:
