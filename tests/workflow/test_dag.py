@@ -105,12 +105,27 @@ def test_lint_is_clean():
         ("colour=blue", "'colour' was unexpected"),
         ("scale=huge", "'huge'"),
         ("seeds=0", "seeds"),
+        ("seeds=[0,x]", "'x'"),
+        ("seeds=[1,1]", "seeds"),
     ],
 )
 def test_bad_config_stops_with_its_name(override, named):
     result = snakemake(REPO, "-n", "--config", override)
     assert result.returncode != 0
     assert named in result.stdout + result.stderr
+
+
+def test_seed_list_from_the_command_line():
+    """`--config seeds=[0,7,42]` (the README's syntax): Snakemake hands the items over as strings;
+    the DAG takes them as seeds 0, 7, 42 (the ablation-style tables cap at their first two)."""
+    result = snakemake(REPO, "-n", "--forceall", "--cores", "2", "--config", "seeds=[0,7,42]")
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text
+    for run in ("synth_mad/full/seed42", "synth_tacos/full/seed7", "synth_tacos/no_gate/seed7"):
+        assert f"results/runs/{run}/metrics.json" in text, run
+    assert "no_gate/seed42" not in text and "/seed1/" not in text and "/seed2/" not in text
+    # full on 3 datasets x 3 seeds, every other variant x the first 2 seeds on synth_tacos
+    assert job_counts(text)["train"] == 3 * 3 + 2 * (len(_ablations(REPO / "ablations")) - 1)
 
 
 def _edit_config(workdir, edit):

@@ -17,6 +17,18 @@ from snakemake.utils import validate
 
 # ---- config --------------------------------------------------------------------------------
 
+
+def _seeds_from_command_line(seeds):
+    """`--config seeds=[0,7,42]` reaches us as ['0', '7', '42']: Snakemake parses a list given on the
+    command line but leaves its items strings. Turn digit strings into ints so the schema checks
+    the seeds themselves; anything else is left for the schema to reject with its value."""
+    if isinstance(seeds, list):
+        return [int(s) if isinstance(s, str) and s.strip().isdigit() else s for s in seeds]
+    return seeds
+
+
+if "seeds" in config:
+    config["seeds"] = _seeds_from_command_line(config["seeds"])
 validate(config, "../schemas/config.schema.yaml")
 
 TABLES = ("main", "ablation", "stride", "backbones")
