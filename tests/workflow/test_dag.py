@@ -183,6 +183,23 @@ def test_dropped_in_ablation_joins_the_dag_and_its_table(tmp_path):
     assert counts == expected_jobs(config, _ablations(workdir / "ablations"))
 
 
+def test_each_table_reads_only_its_own_variants(tmp_path):
+    """A dropped-in ablation-only variant is an input of the ablation table and plot only: the main,
+    stride and backbone tables do not depend on its file or its runs (they are not rebuilt)."""
+    workdir = copy_workflow(tmp_path / "wf")
+    (workdir / "ablations" / "window_3.yaml").write_text(
+        'description: "Local attention window 3"\ntables: [ablation]\n'
+        "overrides:\n  model.backbone.window_size: 3\n")
+    for table in ("main", "stride", "backbones"):
+        result = snakemake(workdir, "-n", "--forceall", "--cores", "2", f"results/tables/{table}_synth_tacos.csv")
+        text = result.stdout + result.stderr
+        assert result.returncode == 0, text
+        assert "window_3" not in text, table
+        assert f"ablations/{'snag' if table == 'backbones' else 'full'}.yaml" in text, table
+    result = snakemake(workdir, "-n", "--forceall", "--cores", "2", "results/tables/ablation_synth_tacos.csv")
+    assert "ablations/window_3.yaml" in result.stdout and "ablations/stride_3.yaml" not in result.stdout
+
+
 def test_max_seeds_limits_a_tables_runs_and_inputs(tmp_path):
     """`tables.ablation.max_seeds: 1`: the ablation table reads seed 0 only, `full` included (its
     other seeds belong to the main table), and its variants train one seed."""

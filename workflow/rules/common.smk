@@ -182,13 +182,17 @@ def run_metrics(dataset=None, variants=None, seeds=None):
     ]
 
 
+def _table_run_variants(table):
+    """The variants whose runs a table reads: its own, plus `full` (the reference of Δ columns)."""
+    return set(table_variants(table)) | ({"full"} if table != "main" else set())
+
+
 def table_metrics(table):
     """Input function: metrics.json of the runs a table is built from, for one dataset."""
 
     def inputs(wildcards):
-        variants = set(table_variants(table)) | ({"full"} if table != "main" else set())
         # only the table's seeds, so that `full` is averaged over the same seeds as the variants
-        return run_metrics(wildcards.dataset, variants, table_seeds(table))
+        return run_metrics(wildcards.dataset, _table_run_variants(table), table_seeds(table))
 
     return inputs
 
@@ -197,8 +201,14 @@ def dataset_metrics(wildcards):
     return run_metrics(wildcards.dataset)
 
 
-def variant_files(wildcards):
-    return sorted(f"{ABLATIONS_DIR}/{v}.yaml" for v in {v for _, v, _ in RUNS})
+def table_variant_files(table):
+    """Input function: the ablation files of the variants a table shows, and no other, so that
+    adding an ablation-only variant does not rebuild the main, stride or backbone tables."""
+
+    def files(wildcards):
+        return sorted(f"{ABLATIONS_DIR}/{v}.yaml" for v in _table_run_variants(table))
+
+    return files
 
 
 def run_dir(wildcards, output):

@@ -6,7 +6,7 @@
 rule table_main:
     input:
         metrics=table_metrics("main"),
-        variants=variant_files,
+        variants=table_variant_files("main"),
         paper=config["paper_numbers"],
         baseline=prior_metrics,
     output:
@@ -28,7 +28,7 @@ rule table_main:
 use rule table_main as table_ablation with:
     input:
         metrics=table_metrics("ablation"),
-        variants=variant_files,
+        variants=table_variant_files("ablation"),
         paper=config["paper_numbers"],
     output:
         **table_outputs("ablation"),
@@ -42,7 +42,7 @@ use rule table_main as table_ablation with:
 use rule table_main as table_stride with:
     input:
         metrics=table_metrics("stride"),
-        variants=variant_files,
+        variants=table_variant_files("stride"),
         paper=config["paper_numbers"],
     output:
         **table_outputs("stride"),
@@ -56,7 +56,7 @@ use rule table_main as table_stride with:
 use rule table_main as table_backbones with:
     input:
         metrics=table_metrics("backbones"),
-        variants=variant_files,
+        variants=table_variant_files("backbones"),
         paper=config["paper_numbers"],
     output:
         **table_outputs("backbones"),
