@@ -49,6 +49,7 @@ def test_scaling_exponents(tmp_path):
         assert set(sub["measure"]) == {"fwd_time_s", "fwd_bwd_time_ms", "peak_mem_mb"}
         assert sub["exponent"].to_numpy() == pytest.approx(expected, abs=1e-9)
     assert (exponents["max_length"] == 2048).all(), "the failed (OOM) record is left out"
+    assert "<caption>Scaling: fitted log-log exponent per model</caption>" in (tmp_path / "exp.html").read_text()
 
 
 def test_scaling_rejects_unknown_layout(tmp_path):

@@ -303,7 +303,8 @@ def bench_enabled():
 
 # ---- final targets -----------------------------------------------------------------------------
 
-TABLE_EXTS = ("csv", "md", "tex")
+# html first: the report shows it inline (the others are downloads there)
+TABLE_EXTS = ("html", "csv", "md", "tex")
 PLOT_EXTS = ("png", "pdf")
 
 
@@ -362,7 +363,7 @@ def dataset_variants(wildcards):
 
 
 def table_outputs(table):
-    """csv/md/tex of a table, each in the report under the paper table it reproduces."""
+    """html/csv/md/tex of a table, each in the report under the paper table it reproduces."""
     return {
         ext: report(
             f"results/tables/{table}_{{dataset}}.{ext}",

@@ -1,4 +1,4 @@
-# Result tables per dataset (CSV numbers + Markdown + LaTeX) into results/tables/:
+# Result tables per dataset (CSV numbers + Markdown + LaTeX + HTML for the report) into results/tables/:
 # main (the paper's layout with its numbers and Δ), ablation (Δ to `full`, paired t-test over
 # seeds), stride sweep and backbone comparison. Which variants: ablations/*.yaml `tables:`.
 
@@ -17,6 +17,7 @@ rule table_main:
         paper_dataset=paper_dataset,
         synthetic=is_synthetic,
         variants=variants_of("main"),
+        scale=SCALE,
     log:
         "logs/tables/main_{dataset}.log",
     conda:
