@@ -38,6 +38,11 @@ include: "workflow/rules/plots.smk"
 include: "workflow/rules/scaling.smk"
 
 
+# Record which scale and seeds results/ now holds (only when jobs run: not for -n or --report).
+onstart:
+    write_covers()
+
+
 # ---- target ----------------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ ablation validation (a bad key or value stops with a message naming it), droppin
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from wfhelpers import REPO, copy_workflow, job_counts, snakemake
+from wfhelpers import REPO, copy_workflow, fake_cli_env, job_counts, run_snakemake, snakemake
 
 TABLES = ("main", "ablation", "stride", "backbones")
 
@@ -107,6 +108,7 @@ def test_lint_is_clean():
         ("seeds=0", "seeds"),
         ("seeds=[0,x]", "'x'"),
         ("seeds=[1,1]", "seeds"),
+        ("cuda=maybe", "'maybe'"),
     ],
 )
 def test_bad_config_stops_with_its_name(override, named):
@@ -126,6 +128,38 @@ def test_seed_list_from_the_command_line():
     assert "no_gate/seed42" not in text and "/seed1/" not in text and "/seed2/" not in text
     # full on 3 datasets x 3 seeds, every other variant x the first 2 seeds on synth_tacos
     assert job_counts(text)["train"] == 3 * 3 + 2 * (len(_ablations(REPO / "ablations")) - 1)
+
+
+def test_boolean_switches_from_the_command_line():
+    """`--config cuda=true` (the README's spelling; Snakemake itself reads only `True`) asks train
+    jobs for a GPU and runs them on cuda."""
+    result = snakemake(REPO, "-n", "--forceall", "--cores", "2", "-p",
+                       "results/runs/synth_tacos/no_gate/seed1/metrics.json", "--config", "cuda=true")
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text
+    assert "train.device=cuda" in text and "train.device=cpu" not in text
+
+
+def test_other_seeds_do_not_silently_replace_the_results(tmp_path):
+    """A run records the scale and seeds it covers (results/covers.json); a later config with other
+    seeds stops naming both and the way out, unless replace_results=true; the same config passes."""
+    workdir = copy_workflow(tmp_path / "wf")
+    env = fake_cli_env(tmp_path)
+    done = run_snakemake(workdir, "--cores", "1", "results/data/synth_tacos.report.md", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    covers = json.loads((workdir / "results" / "covers.json").read_text())
+    assert covers["scale"] == "default" and covers["seeds"]["main"] == [0, 1, 2] and covers["seeds"]["ablation"] == [0, 1]
+    same = snakemake(workdir, "-n", "--cores", "1")
+    assert same.returncode == 0, same.stdout + same.stderr
+    other = snakemake(workdir, "-n", "--cores", "1", "--config", "seeds=[0,7,42]")
+    text = other.stdout + other.stderr
+    assert other.returncode != 0
+    assert "results/covers.json" in text and "main: 0, 1, 2" in text and "main: 0, 7, 42" in text
+    assert "replace_results=true" in text
+    smoke = snakemake(workdir, "-n", "--cores", "1", "--config", "scale=smoke")
+    assert smoke.returncode != 0 and "scale=smoke" in smoke.stdout + smoke.stderr
+    forced = snakemake(workdir, "-n", "--cores", "1", "--config", "seeds=[0,7,42]", "replace_results=true")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
 
 
 def _edit_config(workdir, edit):

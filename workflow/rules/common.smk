@@ -4,6 +4,7 @@
 
 import glob
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -18,17 +19,25 @@ from snakemake.utils import validate
 # ---- config --------------------------------------------------------------------------------
 
 
-def _seeds_from_command_line(seeds):
-    """`--config seeds=[0,7,42]` reaches us as ['0', '7', '42']: Snakemake parses a list given on the
-    command line but leaves its items strings. Turn digit strings into ints so the schema checks
-    the seeds themselves; anything else is left for the schema to reject with its value."""
+# Top-level switches a user may give as `--config key=true`.
+BOOLEAN_KEYS = ("cuda", "replace_results")
+
+
+def _typed_command_line_values(config):
+    """Snakemake's `--config` parser leaves list items strings (`seeds=[0,7,42]` arrives as
+    ['0', '7', '42']) and reads only `True`/`False` as booleans (`cuda=true` arrives as 'true').
+    Give the README's spellings their types so the schema checks the values themselves; anything
+    else is left as it is, for the schema to reject with its value."""
+    seeds = config.get("seeds")
     if isinstance(seeds, list):
-        return [int(s) if isinstance(s, str) and s.strip().isdigit() else s for s in seeds]
-    return seeds
+        config["seeds"] = [int(s) if isinstance(s, str) and s.strip().isdigit() else s for s in seeds]
+    for key in BOOLEAN_KEYS:
+        value = config.get(key)
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            config[key] = value.lower() == "true"
 
 
-if "seeds" in config:
-    config["seeds"] = _seeds_from_command_line(config["seeds"])
+_typed_command_line_values(config)
 validate(config, "../schemas/config.schema.yaml")
 
 TABLES = ("main", "ablation", "stride", "backbones")
@@ -162,6 +171,46 @@ def _runs():
 
 
 RUNS = _runs()
+
+
+# ---- what results/ holds: other configs do not overwrite it silently ----------------------------
+
+# Tables and plots have one path per (table, dataset), and a run folder one per (dataset, variant,
+# seed) whatever the scale: a config with other seeds or another scale would replace them. The
+# first run writes what it covers here (onstart, Snakefile); a later config that differs stops
+# at parse time unless the user asks for the replacement.
+COVERS_FILE = "results/covers.json"
+COVERS = {"scale": SCALE, "seeds": {table: table_seeds(table) for table in TABLES if table_enabled(table)}}
+
+
+def _describe_covers(covers):
+    seeds = "; ".join(f"{t}: {', '.join(map(str, s))}" for t, s in sorted(covers.get("seeds", {}).items()))
+    return f"scale={covers.get('scale')}, seeds per table ({seeds})"
+
+
+def check_covers(path=COVERS_FILE):
+    if config.get("replace_results") or not os.path.isfile(path):
+        return
+    with open(path) as handle:
+        held = json.load(handle)
+    if held != COVERS:
+        raise WorkflowError(
+            f"{path}: results/ holds the results of {_describe_covers(held)}; this config asks for "
+            f"{_describe_covers(COVERS)}, whose tables, plots (and, for another scale, runs) would "
+            "replace them. Keep them by moving results/ aside (e.g. `mv results results_old`), or "
+            "replace them with `--config replace_results=true`."
+        )
+
+
+def write_covers(path=COVERS_FILE):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as handle:
+        json.dump(COVERS, handle, indent=1)
+    os.replace(tmp, path)
+
+
+check_covers()
 
 
 # ---- paths -----------------------------------------------------------------------------------
