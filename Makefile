@@ -6,7 +6,7 @@ PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 CORES ?= all
 
-.PHONY: install test reproduce report lint clean-results parity gpu-wheels gpu-check
+.PHONY: install test reproduce report report-check lint clean-results clean-checkpoints parity gpu-wheels gpu-check
 
 install:
 	$(PYTHON) -m pip install --quiet "$(TORCH_SPEC)"
@@ -15,15 +15,28 @@ install:
 test: install
 	$(PYTHON) -m pytest -q
 
+# --report-after-run: the report is written by the same call, once the DAG has succeeded (not in
+# the profile: there it would make `snakemake -n` write a report, and fail on missing outputs).
 reproduce: install
-	$(PYTHON) -m snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
-	$(PYTHON) -m snakemake --cores $(CORES) --workflow-profile workflow/profiles/default --report results/report.html
+	$(PYTHON) -m snakemake --cores $(CORES) --workflow-profile workflow/profiles/default --report results/report.html --report-after-run
+
+report:
+	$(PYTHON) -m snakemake --workflow-profile workflow/profiles/default --report results/report.html
+
+# Opens results/report.html in headless Chromium (apt-get install chromium): every table and plot
+# in results/ is in the report and renders; screenshots land in results/report-check/.
+report-check:
+	$(PYTHON) workflow/scripts/report_check.py results/report.html --out results/report-check
 
 lint: install
 	$(PYTHON) -m snakemake --lint
 
 clean-results:
-	rm -rf results/runs results/tables results/plots results/data results/bench results/report.html logs checkpoints
+	rm -rf results/runs results/tables results/plots results/data results/bench results/report.html results/covers.json results/report-check logs checkpoints
+
+# Checkpoints of finished runs (those with a metrics.json) go; unfinished runs keep theirs and resume.
+clean-checkpoints:
+	$(PYTHON) workflow/scripts/clean_checkpoints.py --checkpoints checkpoints --runs results/runs
 
 # Our SSM kernels against mamba_ssm's (docs/parity.md). Without a GPU, Triton's interpreter runs
 # mamba_ssm's Triton kernels on CPU: this installs triton and mamba_ssm's Python sources (its CUDA

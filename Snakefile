@@ -30,12 +30,18 @@ wildcard_constraints:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/covers.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/scaling.smk"
+
+
+# Record which scale and seeds results/ now holds (only when jobs run: not for -n or --report).
+onstart:
+    write_covers()
 
 
 # ---- target ----------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ ablation validation (a bad key or value stops with a message naming it), droppin
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from wfhelpers import REPO, copy_workflow, job_counts, snakemake
+from wfhelpers import REPO, copy_workflow, fake_cli_env, job_counts, run_snakemake, snakemake
 
 TABLES = ("main", "ablation", "stride", "backbones")
 
@@ -105,12 +106,60 @@ def test_lint_is_clean():
         ("colour=blue", "'colour' was unexpected"),
         ("scale=huge", "'huge'"),
         ("seeds=0", "seeds"),
+        ("seeds=[0,x]", "'x'"),
+        ("seeds=[1,1]", "seeds"),
+        ("cuda=maybe", "'maybe'"),
     ],
 )
 def test_bad_config_stops_with_its_name(override, named):
     result = snakemake(REPO, "-n", "--config", override)
     assert result.returncode != 0
     assert named in result.stdout + result.stderr
+
+
+def test_seed_list_from_the_command_line():
+    """`--config seeds=[0,7,42]` (the README's syntax): Snakemake hands the items over as strings;
+    the DAG takes them as seeds 0, 7, 42 (the ablation-style tables cap at their first two)."""
+    result = snakemake(REPO, "-n", "--forceall", "--cores", "2", "--config", "seeds=[0,7,42]")
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text
+    for run in ("synth_mad/full/seed42", "synth_tacos/full/seed7", "synth_tacos/no_gate/seed7"):
+        assert f"results/runs/{run}/metrics.json" in text, run
+    assert "no_gate/seed42" not in text and "/seed1/" not in text and "/seed2/" not in text
+    # full on 3 datasets x 3 seeds, every other variant x the first 2 seeds on synth_tacos
+    assert job_counts(text)["train"] == 3 * 3 + 2 * (len(_ablations(REPO / "ablations")) - 1)
+
+
+def test_boolean_switches_from_the_command_line():
+    """`--config cuda=true` (the README's spelling; Snakemake itself reads only `True`) asks train
+    jobs for a GPU and runs them on cuda."""
+    result = snakemake(REPO, "-n", "--forceall", "--cores", "2", "-p",
+                       "results/runs/synth_tacos/no_gate/seed1/metrics.json", "--config", "cuda=true")
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text
+    assert "train.device=cuda" in text and "train.device=cpu" not in text
+
+
+def test_other_seeds_do_not_silently_replace_the_results(tmp_path):
+    """A run records the scale and seeds it covers (results/covers.json); a later config with other
+    seeds stops naming both and the way out, unless replace_results=true; the same config passes."""
+    workdir = copy_workflow(tmp_path / "wf")
+    env = fake_cli_env(tmp_path)
+    done = run_snakemake(workdir, "--cores", "1", "results/data/synth_tacos.report.md", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    covers = json.loads((workdir / "results" / "covers.json").read_text())
+    assert covers["scale"] == "default" and covers["seeds"]["main"] == [0, 1, 2] and covers["seeds"]["ablation"] == [0, 1]
+    same = snakemake(workdir, "-n", "--cores", "1")
+    assert same.returncode == 0, same.stdout + same.stderr
+    other = snakemake(workdir, "-n", "--cores", "1", "--config", "seeds=[0,7,42]")
+    text = other.stdout + other.stderr
+    assert other.returncode != 0
+    assert "results/covers.json" in text and "main: 0, 1, 2" in text and "main: 0, 7, 42" in text
+    assert "replace_results=true" in text
+    smoke = snakemake(workdir, "-n", "--cores", "1", "--config", "scale=smoke")
+    assert smoke.returncode != 0 and "scale=smoke" in smoke.stdout + smoke.stderr
+    forced = snakemake(workdir, "-n", "--cores", "1", "--config", "seeds=[0,7,42]", "replace_results=true")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
 
 
 def _edit_config(workdir, edit):
@@ -166,6 +215,23 @@ def test_dropped_in_ablation_joins_the_dag_and_its_table(tmp_path):
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     counts = job_counts(snakemake(workdir, "-n", "--cores", "2").stdout)
     assert counts == expected_jobs(config, _ablations(workdir / "ablations"))
+
+
+def test_each_table_reads_only_its_own_variants(tmp_path):
+    """A dropped-in ablation-only variant is an input of the ablation table and plot only: the main,
+    stride and backbone tables do not depend on its file or its runs (they are not rebuilt)."""
+    workdir = copy_workflow(tmp_path / "wf")
+    (workdir / "ablations" / "window_3.yaml").write_text(
+        'description: "Local attention window 3"\ntables: [ablation]\n'
+        "overrides:\n  model.backbone.window_size: 3\n")
+    for table in ("main", "stride", "backbones"):
+        result = snakemake(workdir, "-n", "--forceall", "--cores", "2", f"results/tables/{table}_synth_tacos.csv")
+        text = result.stdout + result.stderr
+        assert result.returncode == 0, text
+        assert "window_3" not in text, table
+        assert f"ablations/{'snag' if table == 'backbones' else 'full'}.yaml" in text, table
+    result = snakemake(workdir, "-n", "--forceall", "--cores", "2", "results/tables/ablation_synth_tacos.csv")
+    assert "ablations/window_3.yaml" in result.stdout and "ablations/stride_3.yaml" not in result.stdout
 
 
 def test_max_seeds_limits_a_tables_runs_and_inputs(tmp_path):

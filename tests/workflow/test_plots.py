@@ -10,7 +10,10 @@ import sys
 import pandas as pd
 import pytest
 
-from wfhelpers import REPO, SCRIPTS, run_script
+from wfhelpers import REPO, SCRIPTS, metrics_record, run_script
+
+sys.path.insert(0, str(SCRIPTS))
+import plots  # noqa: E402  (workflow/scripts/plots.py)
 
 PAPER = str(REPO / "workflow" / "paper_numbers.yaml")
 
@@ -28,6 +31,92 @@ def test_dataset_plots(fixture_runs, tmp_path, plot):
     run_script("plots.py", plot, "--dataset", "synth_tacos", "--paper", PAPER, "--paper-dataset", "tacos",
                "--metrics", *metrics["synth_tacos"], "--variants", "full", "no_gate", "pool_max", "--out", str(out))
     _assert_images(out)
+
+
+CURVE_HEADER = "epoch,iteration,lr,loss,cls,reg,acc,spc,loss_norm,num_pos,grad_norm\n"
+
+
+def _curve_runs(root, dataset, losses):
+    """Run folders whose train_curve.csv has the trainer's columns; losses: variant -> function of
+    the iteration giving (loss, cls, reg, acc, spc)."""
+    paths = []
+    for variant, fn in losses.items():
+        for seed in (0, 1):
+            run = root / variant / f"seed{seed}"
+            run.mkdir(parents=True)
+            values = {"R1@0.3": 40.0 + seed, "R1@0.5": 30.0, "R5@0.3": 70.0, "R5@0.5": 55.0}
+            (run / "metrics.json").write_text(json.dumps(metrics_record(dataset, variant, seed, values)))
+            rows = [",".join(["0", str(i), "0.001", *(f"{v * (1 + 0.05 * seed):.4f}" for v in fn(i)), "1.0", "4", "2.0"])
+                    for i in range(1, 21)]
+            (run / "train_curve.csv").write_text(CURVE_HEADER + "\n".join(rows) + "\n")
+            paths.append(str(run / "metrics.json"))
+    return paths
+
+
+def _decay(start, i):
+    return start / i ** 0.5
+
+
+def test_training_curves_drop_empty_panels_and_use_log_scale_for_wide_ranges(tmp_path):
+    """synth_mad: ACC and SPC are off in the recipe (zero in every run): no panel. synth_tacos: one
+    variant starts at a loss of ~1800: the loss panel is log-scaled so the other curves show; a
+    variant with ACC off is left out of the ACC panel (and named), not drawn as a line at 0."""
+    mad = _curve_runs(tmp_path / "mad", "synth_mad", {
+        "full": lambda i: (_decay(3, i), _decay(2, i), _decay(1, i), 0.0, 0.0)})
+    tacos = _curve_runs(tmp_path / "tacos", "synth_tacos", {
+        "full": lambda i: (_decay(3, i), _decay(2, i), _decay(1, i), _decay(0.5, i), _decay(0.2, i)),
+        "no_acc": lambda i: (_decay(2.5, i), _decay(2, i), _decay(1, i), 0.0, _decay(0.2, i)),
+        "pure_transformer": lambda i: (_decay(1800, i), _decay(1790, i), _decay(10, i), _decay(0.5, i),
+                                       _decay(0.2, i))})
+    panels, skipped, off = plots.choose_panels(_long(mad))
+    assert [name for name, _ in panels] == ["loss", "cls", "reg"] and skipped == ["acc", "spc"]
+    panels, skipped, off = plots.choose_panels(_long(tacos))
+    scale = dict(panels)
+    assert skipped == [] and scale["loss"] and scale["cls"] and not scale["spc"]
+    assert off == {"acc": ["no_acc"]}
+    for name, paths in (("mad", mad), ("tacos", tacos)):
+        dataset = "synth_mad" if name == "mad" else "synth_tacos"
+        run_script("plots.py", "training_curves", "--dataset", dataset, "--metrics", *paths,
+                   "--out", str(tmp_path / f"curves_{name}"))
+        _assert_images(tmp_path / f"curves_{name}")
+
+
+def _long(paths):
+    curves = plots.load_curves(paths)
+    return curves.melt(id_vars=["iteration", "variant", "seed"], value_vars=["loss", "cls", "reg", "acc", "spc"],
+                       var_name="curve", value_name="value")
+
+
+def test_ablation_whiskers_come_from_the_tables_interval_columns(fixture_runs, tmp_path):
+    """With the table's CSV, bars are its means and whiskers its `<metric>_lo/_hi` interval when
+    present, else its ± std; without the CSV, mean ± sd over the runs' seeds."""
+    _, metrics, _ = fixture_runs
+    runs = plots.wflib.load_runs(metrics["synth_tacos"])
+    order = ["full", "no_gate"]
+    table = pd.DataFrame({"variant": order, "R1@0.3": [42.0, 39.0], "R1@0.3_std": [2.0, 1.5]})
+    summary, kind = plots.ablation_summary(runs, table, ["R1@0.3"], order)
+    assert kind == "± sd over seeds"
+    assert summary.set_index("variant").loc["no_gate", ["low", "high"]].tolist() == [37.5, 40.5]
+    table = table.assign(**{"R1@0.3_lo": [40.0, 36.0], "R1@0.3_hi": [43.0, 41.0]})
+    summary, kind = plots.ablation_summary(runs, table, ["R1@0.3"], order)
+    assert "_lo/_hi" in kind
+    assert summary.set_index("variant").loc["no_gate", ["mean", "low", "high"]].tolist() == [39.0, 36.0, 41.0]
+    summary, _ = plots.ablation_summary(runs, None, ["R1@0.3"], order)
+    assert summary.set_index("variant").loc["no_gate", "mean"] == pytest.approx(39.0)
+    assert summary.set_index("variant").loc["no_gate", "high"] == pytest.approx(39.0 + 3 ** 0.5)
+    # the real table of these runs, with an interval added around each mean
+    run_script("tables.py", "ablation", "--dataset", "synth_tacos", "--paper-dataset", "tacos", "--paper", PAPER,
+               "--synthetic", "--metrics", *metrics["synth_tacos"], "--variants", *order, "--out", str(tmp_path / "t"))
+    table = pd.read_csv(tmp_path / "t.csv")
+    for metric in ("R1@0.3", "R1@0.5", "R5@0.3", "R5@0.5"):
+        table[f"{metric}_lo"], table[f"{metric}_hi"] = table[metric] - 1.0, table[metric] + 1.0
+    path = tmp_path / "ablation.csv"
+    table.to_csv(path, index=False)
+    run_script("plots.py", "ablation", "--dataset", "synth_tacos", "--metrics", *metrics["synth_tacos"],
+               "--variants", *order, "--table", str(path), "--out", str(tmp_path / "ablation"))
+    _assert_images(tmp_path / "ablation")
+    with pytest.raises(ValueError, match="no row for variant 'pool_max'"):
+        plots.ablation_summary(runs, table, ["R1@0.3"], order + ["pool_max"])
 
 
 def _bench(path, rows):
@@ -49,6 +138,7 @@ def test_scaling_exponents(tmp_path):
         assert set(sub["measure"]) == {"fwd_time_s", "fwd_bwd_time_ms", "peak_mem_mb"}
         assert sub["exponent"].to_numpy() == pytest.approx(expected, abs=1e-9)
     assert (exponents["max_length"] == 2048).all(), "the failed (OOM) record is left out"
+    assert "<caption>Scaling: fitted log-log exponent per model</caption>" in (tmp_path / "exp.html").read_text()
 
 
 def test_scaling_rejects_unknown_layout(tmp_path):

@@ -13,8 +13,9 @@ import sys
 
 import pandas as pd
 import pytest
+import yaml
 
-from wfhelpers import GOLDEN, REPO, SCRIPTS, run_script
+from wfhelpers import GOLDEN, REPO, SCRIPTS, parse_table_page, run_script
 
 PAPER = str(REPO / "workflow" / "paper_numbers.yaml")
 CASES = {
@@ -35,7 +36,7 @@ def tables(fixture_runs, tmp_path_factory):
     for name, (table, dataset, paper_dataset, synthetic, variants, baseline) in CASES.items():
         args = [table, "--dataset", dataset, "--paper-dataset", paper_dataset, "--paper", PAPER,
                 "--metrics", *metrics[dataset], "--variant-files", *variant_files, "--variants", *variants,
-                "--out", str(out / name)]
+                "--scale", "default", "--out", str(out / name)]
         if synthetic:
             args.append("--synthetic")
         if baseline:
@@ -45,7 +46,7 @@ def tables(fixture_runs, tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-@pytest.mark.parametrize("ext", ["csv", "md", "tex"])
+@pytest.mark.parametrize("ext", ["csv", "md", "tex", "html"])
 def test_golden(tables, name, ext):
     produced = tables / f"{name}.{ext}"
     golden = GOLDEN / f"{name}.{ext}"
@@ -58,6 +59,55 @@ def test_golden(tables, name, ext):
 def _rows(path):
     frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
     return frame.set_index(["variant", "kind"])
+
+
+def test_footnotes_say_what_the_table_covers(tables):
+    """Scale and seeds of the runs read, in every format (tables of other configs must not pass
+    for these); the ablation table reads seed indices 0-2 of full/no_gate/reference_quirks and the
+    two controls (the A/A control full_aa at seeds 1000-1002), 0 of pool_max."""
+    for ext in ("md", "tex", "html"):
+        text = (tables / f"ablation_synth_tacos.{ext}").read_text()
+        assert "scale=default, seeds 0, 1, 2 (3 seeds, 16 runs; full" in text, ext
+        assert "aa runs seed 1000 + each)" in text, ext  # LaTeX escapes the underscore
+    # main_tacos shows `full` only: its 2 runs, not the `snag` run beside them
+    assert "seeds 0, 1 (2 seeds, 2 runs)" in (tables / "main_tacos.md").read_text()
+
+
+def test_html_table_is_the_shown_table_with_caption_notes_and_legend(tables):
+    """The report shows the .html inline: every cell of the Markdown table, the title as caption,
+    every footnote, and a legend with exactly the source tags the table uses."""
+    for name in CASES:
+        page = parse_table_page((tables / f"{name}.html").read_text())
+        md_lines = (tables / f"{name}.md").read_text().splitlines()
+        assert page.caption == md_lines[0].removeprefix("### ")
+        rows = [line for line in md_lines if line.startswith("| ")]
+        md_cells = [[c.strip().replace("\\|", "|") for c in line.strip()[1:-1].split(" | ")] for line in rows]
+        assert [[c.strip() for c in row] for row in page.rows] == md_cells, name
+        assert page.notes and all(note in md_lines for note in page.notes), name
+        legend = [line for line in md_lines if line.startswith("Sources: ")]
+        assert len(legend) == (1 if page.tags else 0)
+        assert all(f"{tag} = " in legend[0] for tag in page.tags)
+    assert parse_table_page((tables / "main_synth_tacos.html").read_text()).tags == ["3R"], "only the tags shown"
+    assert parse_table_page((tables / "main_tacos.html").read_text()).tags == ["3R", "DCF", "SNAG"]
+
+
+def test_unpublished_paper_row_says_so(fixture_runs, tmp_path):
+    """MAD's HieraMamba row has no published number: its source cell says `not published` and a
+    footnote explains the dashes, instead of a row of dashes that reads as empty."""
+    _, metrics, variant_files = fixture_runs
+    paper = yaml.safe_load(open(PAPER))
+    row = paper["datasets"]["tacos"]["methods"][0]
+    assert row["name"] == "HieraMamba"
+    row.update(source=None, avg=None, values={m: None for m in row["values"]})  # as MAD's row
+    (tmp_path / "paper.yaml").write_text(yaml.safe_dump(paper))
+    run_script("tables.py", "main", "--dataset", "tacos", "--paper-dataset", "tacos", "--paper",
+               str(tmp_path / "paper.yaml"), "--metrics", *metrics["tacos"], "--variant-files", *variant_files,
+               "--variants", "full", "--out", str(tmp_path / "main_mad"))
+    lines = (tmp_path / "main_mad.md").read_text().splitlines()
+    row = next(line for line in lines if line.startswith("| paper | HieraMamba |"))
+    assert "| not published |" in row and row.count("| — ") >= 4
+    assert any("'not published' has no number in any source" in line for line in lines)
+    assert any(line.startswith("Covers: scale=not recorded, seeds 0, 1") for line in lines)
 
 
 def test_ablation_numbers_by_hand(tables):

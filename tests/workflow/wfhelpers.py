@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from html.parser import HTMLParser
 import shutil
 import subprocess
 import sys
@@ -216,3 +217,46 @@ def dry_run_jobs(output: str) -> list[dict]:
         elif job is not None and line.startswith("Shell command: "):
             job["shell"] = line[len("Shell command: "):]
     return jobs
+class _TablePage(HTMLParser):
+    """Text of a table page's caption, rows (th/td cells), `p.note` footnotes and legend `dt` tags."""
+
+    def __init__(self):
+        super().__init__()
+        self.caption, self.rows, self.notes, self.tags = "", [], [], []
+        self._into = None  # the list/str being filled
+
+    def handle_starttag(self, tag, attrs):
+        classes = (dict(attrs).get("class") or "").split()
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("th", "td"):
+            self.rows[-1].append("")
+            self._into = "cell"
+        elif tag == "caption":
+            self._into = "caption"
+        elif tag == "p" and "note" in classes:
+            self.notes.append("")
+            self._into = "note"
+        elif tag == "dt":
+            self.tags.append("")
+            self._into = "tag"
+
+    def handle_endtag(self, tag):
+        if tag in ("th", "td", "caption", "p", "dt"):
+            self._into = None
+
+    def handle_data(self, data):
+        if self._into == "cell":
+            self.rows[-1][-1] += data
+        elif self._into == "caption":
+            self.caption += data
+        elif self._into == "note":
+            self.notes[-1] += data
+        elif self._into == "tag":
+            self.tags[-1] += data
+
+
+def parse_table_page(text: str) -> _TablePage:
+    page = _TablePage()
+    page.feed(text)
+    return page

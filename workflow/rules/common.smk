@@ -17,6 +17,26 @@ from snakemake.utils import validate
 
 # ---- config --------------------------------------------------------------------------------
 
+
+# Top-level switches a user may give as `--config key=true`.
+BOOLEAN_KEYS = ("cuda", "replace_results")
+
+
+def _typed_command_line_values(config):
+    """Snakemake's `--config` parser leaves list items strings (`seeds=[0,7,42]` arrives as
+    ['0', '7', '42']) and reads only `True`/`False` as booleans (`cuda=true` arrives as 'true').
+    Give the README's spellings their types so the schema checks the values themselves; anything
+    else is left as it is, for the schema to reject with its value."""
+    seeds = config.get("seeds")
+    if isinstance(seeds, list):
+        config["seeds"] = [int(s) if isinstance(s, str) and s.strip().isdigit() else s for s in seeds]
+    for key in BOOLEAN_KEYS:
+        value = config.get(key)
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            config[key] = value.lower() == "true"
+
+
+_typed_command_line_values(config)
 validate(config, "../schemas/config.schema.yaml")
 
 TABLES = ("main", "ablation", "stride", "backbones")
@@ -186,14 +206,18 @@ def run_metrics(dataset=None, variants=None, seeds=None, path=metrics_path):
     ]
 
 
+def _table_run_variants(table):
+    """The variants whose runs a table reads: its own, plus `full` (the reference of Δ columns)."""
+    return set(table_variants(table)) | ({"full"} if table != "main" else set())
+
+
 def table_metrics(table, path=metrics_path):
     """Input function: metrics.json (or the hits, path=hits_path) of the runs a table is built
     from, for one dataset."""
 
     def inputs(wildcards):
-        variants = set(table_variants(table)) | ({"full"} if table != "main" else set())
         # only the table's seeds, so that `full` is averaged over the same seeds as the variants
-        return run_metrics(wildcards.dataset, variants, table_seeds(table), path)
+        return run_metrics(wildcards.dataset, _table_run_variants(table), table_seeds(table), path)
 
     return inputs
 
@@ -202,8 +226,14 @@ def dataset_metrics(wildcards):
     return run_metrics(wildcards.dataset)
 
 
-def variant_files(wildcards):
-    return sorted(f"{ABLATIONS_DIR}/{v}.yaml" for v in {v for _, v, _ in RUNS})
+def table_variant_files(table):
+    """Input function: the ablation files of the variants a table shows, and no other, so that
+    adding an ablation-only variant does not rebuild the main, stride or backbone tables."""
+
+    def files(wildcards):
+        return sorted(f"{ABLATIONS_DIR}/{v}.yaml" for v in _table_run_variants(table))
+
+    return files
 
 
 def run_dir(wildcards, output):
@@ -298,7 +328,8 @@ def bench_enabled():
 
 # ---- final targets -----------------------------------------------------------------------------
 
-TABLE_EXTS = ("csv", "md", "tex")
+# html first: the report shows it inline (the others are downloads there)
+TABLE_EXTS = ("html", "csv", "md", "tex")
 PLOT_EXTS = ("png", "pdf")
 
 
@@ -357,7 +388,7 @@ def dataset_variants(wildcards):
 
 
 def table_outputs(table):
-    """csv/md/tex of a table, each in the report under the paper table it reproduces."""
+    """html/csv/md/tex of a table, each in the report under the paper table it reproduces."""
     return {
         ext: report(
             f"results/tables/{table}_{{dataset}}.{ext}",

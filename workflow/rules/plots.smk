@@ -1,5 +1,5 @@
 # Plots per dataset (PNG + PDF) into results/plots/: recall by video-length bin per variant,
-# ablation bars with the seed spread, training curves from each run's train_curve.csv.
+# ablation bars (horizontal, whiskers from the table), training curves from each run's train_curve.csv.
 # The scaling plot lives with its benchmark in scaling.smk.
 
 
@@ -22,10 +22,13 @@ rule plot_recall_by_length:
         "../scripts/plots.py"
 
 
+# Bars and whiskers come from the ablation table's numbers (its interval columns when it has
+# them, else ± std); the dots are the seeds of the runs.
 use rule plot_recall_by_length as plot_ablation with:
     input:
         metrics=table_metrics("ablation"),
         paper=config["paper_numbers"],
+        table="results/tables/ablation_{dataset}.csv",
     output:
         **plot_outputs("ablation", "results/plots/ablation_{{dataset}}.{ext}"),
     params:

@@ -23,6 +23,13 @@ rule plot_scaling:
         bench="results/bench/scaling.json",
     output:
         **plot_outputs("scaling", "results/plots/scaling.{ext}"),
+        html=report(
+            "results/tables/scaling_exponents.html",
+            caption="../report/plot_scaling.rst",
+            category=CATEGORY["scaling"],
+            subcategory="all",
+            labels={"dataset": "all", "plot": "fitted exponents", "format": "html"},
+        ),
         csv=report(
             "results/tables/scaling_exponents.csv",
             caption="../report/plot_scaling.rst",

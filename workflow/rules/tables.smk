@@ -1,15 +1,16 @@
-# Result tables per dataset (CSV numbers + Markdown + LaTeX) into results/tables/:
-# main (the paper's layout with its numbers and Δ; mean [95 % interval]), ablation (with its
-# controls), stride sweep and backbone comparison; the last three from every run's per-query hits: mean [95 % interval], paired
-# Δ to `full` [interval], P(improve), resolved, seeds needed, per query kind (workflow/scripts/
-# stats.py). Which variants: ablations/*.yaml `tables:`.
+# Result tables per dataset (CSV numbers + Markdown + LaTeX + HTML for the report) into
+# results/tables/: main (the paper's layout with its numbers and Δ; mean [95 % interval]),
+# ablation (with its controls), stride sweep and backbone comparison; the last three from every
+# run's per-query hits: mean [95 % interval], paired Δ to `full` [interval], P(improve),
+# resolved, seeds needed, per query kind (workflow/scripts/stats.py). Which variants:
+# ablations/*.yaml `tables:`.
 
 
 rule table_main:
     input:
         metrics=table_metrics("main"),
         hits=table_metrics("main", hits_path),
-        variants=variant_files,
+        variants=table_variant_files("main"),
         paper=config["paper_numbers"],
         baseline=prior_metrics,
     output:
@@ -20,6 +21,7 @@ rule table_main:
         paper_dataset=paper_dataset,
         synthetic=is_synthetic,
         variants=variants_of("main"),
+        scale=SCALE,
     log:
         "logs/tables/main_{dataset}.log",
     conda:
@@ -32,7 +34,7 @@ use rule table_main as table_ablation with:
     input:
         metrics=table_metrics("ablation"),
         hits=table_metrics("ablation", hits_path),
-        variants=variant_files,
+        variants=table_variant_files("ablation"),
         paper=config["paper_numbers"],
     output:
         **table_outputs("ablation"),
@@ -47,7 +49,7 @@ use rule table_main as table_stride with:
     input:
         metrics=table_metrics("stride"),
         hits=table_metrics("stride", hits_path),
-        variants=variant_files,
+        variants=table_variant_files("stride"),
         paper=config["paper_numbers"],
     output:
         **table_outputs("stride"),
@@ -62,7 +64,7 @@ use rule table_main as table_backbones with:
     input:
         metrics=table_metrics("backbones"),
         hits=table_metrics("backbones", hits_path),
-        variants=variant_files,
+        variants=table_variant_files("backbones"),
         paper=config["paper_numbers"],
     output:
         **table_outputs("backbones"),

@@ -120,7 +120,7 @@ def fit_exponents(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_scaling(bench, png, pdf, csv, md, tex):
+def plot_scaling(bench, png, pdf, csv, md, tex, html=None):
     frame = load_bench(bench)
     exponents = fit_exponents(frame)
     slope = {(r.model, r.measure): r.exponent for r in exponents.itertuples()}
@@ -140,19 +140,19 @@ def plot_scaling(bench, png, pdf, csv, md, tex):
     shown = exponents.assign(exponent=[wflib.fmt_num(v) for v in exponents["exponent"]])
     wflib.write_table(exponents, shown, csv, md, tex, "Scaling: fitted log-log exponent per model",
                       ["exponent = slope of log(value) vs log(L); 1 = linear, 2 = quadratic."],
-                      label="tab:scaling")
+                      label="tab:scaling", html=html)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("bench")
     parser.add_argument("--out", required=True, help="plot prefix: <out>.png, <out>.pdf")
-    parser.add_argument("--table", required=True, help="table prefix: <table>.csv, .md, .tex")
+    parser.add_argument("--table", required=True, help="table prefix: <table>.csv, .md, .tex, .html")
     args = parser.parse_args(argv)
     plot_scaling(args.bench, f"{args.out}.png", f"{args.out}.pdf",
-                 f"{args.table}.csv", f"{args.table}.md", f"{args.table}.tex")
+                 f"{args.table}.csv", f"{args.table}.md", f"{args.table}.tex", f"{args.table}.html")
     return 0
 
 
 wflib.run_script(globals(), main, lambda sm: plot_scaling(
-    sm.input.bench, sm.output.png, sm.output.pdf, sm.output.csv, sm.output.md, sm.output.tex))
+    sm.input.bench, sm.output.png, sm.output.pdf, sm.output.csv, sm.output.md, sm.output.tex, sm.output.html))

@@ -1,14 +1,17 @@
 """Result tables of one dataset: main (paper layout), ablation, stride sweep, backbones.
 
-Each table is written three times: CSV (the numbers, one column per value, for machines),
-Markdown and LaTeX (formatted). The main table shows `mean ± sample std` over seeds. The ablation,
-stride and backbone tables are built from every run's per-query hits (evidence.py, stats.py): one
-row per (variant, query kind: all / plain / long_range), each metric as `mean [95 % interval]`
-and, against `full`, the paired Δ with its interval, a ✓ where it excludes 0, P(variant > full)
-and the seeds a paired test would need; the footnote names the method and what was resampled.
+Each table is written four times: CSV (the numbers, one column per value, for machines),
+Markdown, LaTeX and HTML (formatted; the HTML is what the Snakemake report shows inline). Every
+format's footnotes say which scale and seeds the table covers and explain the source tags it uses.
+The main table shows `mean [95 % interval]` over seeds and queries. The ablation, stride and
+backbone tables are built from every run's per-query hits (evidence.py, stats.py): one row per
+(variant, query kind: all / plain / long_range), each metric as `mean [95 % interval]` and,
+against `full`, the paired Δ with its interval, a ✓ where it excludes 0, P(variant > full) and
+the seeds a paired test would need; the footnote names the method and what was resampled.
 
 Snakemake: `script:` with input.metrics, input.variants, input.paper; params.table,
-params.dataset, params.paper_dataset, params.synthetic, params.variants; output.csv/md/tex.
+params.dataset, params.paper_dataset, params.synthetic, params.variants, params.scale;
+output.html/csv/md/tex.
 Command line (tests): see `--help`.
 """
 
@@ -26,6 +29,7 @@ import stats  # noqa: E402
 import wflib  # noqa: E402
 
 SHOWN_RANKS = (1, 5)  # Markdown/LaTeX of the wide tables show R@1 and R@5; the CSV has all
+NOT_PUBLISHED = "not published"
 
 
 def _layout(paper: dict, paper_name: str, runs: pd.DataFrame) -> list[str]:
@@ -69,8 +73,9 @@ def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=N
     numbers, shown = [], []
 
     def shown_row(kind, method, source, n, cells, avg):
-        # an unpublished row's source is NaN (pandas), not a string
-        source = source if isinstance(source, str) and source else wflib.DASH
+        # an unpublished row's source is NaN (pandas), not a string; a row of dashes alone reads
+        # as an empty row, so its source cell says why
+        source = source if isinstance(source, str) and source else NOT_PUBLISHED
         return {"": kind, "method": method, "source": source, "seeds": n,
                 **dict(zip(layout, cells)), "Avg": avg}
 
@@ -127,6 +132,9 @@ def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=N
                      "only; no Δ is computed.")
     else:
         notes.append("Δ = our mean − the published value; — where the number is not published (see sources).")
+    if "source" in published and (published["source"].isna() | (published["source"] == "")).any():
+        notes.append(f"A paper row whose source reads '{NOT_PUBLISHED}' has no number in any source we found "
+                     "(workflow/paper_numbers.yaml): its cells are —.")
     columns = ["row", "method", "variant", "source", "seeds"]
     columns += [c for m in layout for c in (m, f"{m}_std", f"{m}_lo", f"{m}_hi")] + ["avg", "avg_std"]
     frame = pd.DataFrame(numbers).reindex(columns=columns)
@@ -296,8 +304,19 @@ TITLES = {"main": "Main results", "ablation": "Ablations", "stride": "Anchor str
           "backbones": "Backbone comparison"}
 
 
+def covers_note(runs: pd.DataFrame, scale: str | None, specs: dict) -> str:
+    """Which runs a table covers, so that tables of different configs cannot be mistaken. Seeds
+    are seed indices (seed - the variant's `seed_offset`); offset variants are named with theirs."""
+    seeds = sorted({int(s) - evidence.seed_offset(specs, v) for v, s in zip(runs["variant"], runs["seed"])})
+    listed = ", ".join(str(s) for s in seeds) if seeds else "none"
+    offsets = sorted({(v, evidence.seed_offset(specs, v)) for v in runs["variant"]} - {(v, 0) for v in runs["variant"]})
+    shifted = "".join(f"; {v} runs seed {off} + each" for v, off in offsets)
+    return (f"Covers: scale={scale or 'not recorded'}, seeds {listed} ({len(seeds)} seed"
+            f"{'' if len(seeds) == 1 else 's'}, {len(runs)} runs{shifted}).")
+
+
 def make_table(table, metrics, variant_files, paper_path, dataset, paper_dataset, synthetic, variants,
-               csv, md, tex, baseline=None):
+               csv, md, tex, baseline=None, html=None, scale=None):
     runs = wflib.load_runs(metrics)
     runs = runs[runs["dataset"] == dataset]
     paper = wflib.read_yaml(paper_path)
@@ -308,7 +327,10 @@ def make_table(table, metrics, variant_files, paper_path, dataset, paper_dataset
     else:
         numbers, shown, notes = BUILDERS[table](runs, paper, dataset, paper_dataset, synthetic, variants, specs)
     title = f"{TITLES[table]}: {wflib.dataset_title(paper, dataset, paper_dataset, synthetic)}"
-    wflib.write_table(numbers, shown, csv, md, tex, title, notes, label=f"tab:{table}-{dataset}")
+    shown_variants = set(variants) | {"full"}  # `full` is every table's reference row
+    notes = [covers_note(runs[runs["variant"].isin(shown_variants)], scale, specs)] + notes
+    wflib.write_table(numbers, shown, csv, md, tex, title, notes, label=f"tab:{table}-{dataset}", html=html,
+                      sources=paper.get("sources"))
 
 
 def main(argv=None) -> int:
@@ -322,15 +344,16 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", nargs="+", required=True, help="the table's variants, in order")
     parser.add_argument("--paper", required=True)
     parser.add_argument("--baseline", default=None, help="metrics.prior.json (main table only)")
-    parser.add_argument("--out", required=True, help="output prefix: writes <out>.csv, .md, .tex")
+    parser.add_argument("--scale", default=None, help="the runs' scale, named in the footnote")
+    parser.add_argument("--out", required=True, help="output prefix: writes <out>.csv, .md, .tex, .html")
     args = parser.parse_args(argv)
     make_table(args.table, args.metrics, args.variant_files, args.paper, args.dataset, args.paper_dataset,
                args.synthetic, args.variants, f"{args.out}.csv", f"{args.out}.md", f"{args.out}.tex",
-               baseline=args.baseline)
+               baseline=args.baseline, html=f"{args.out}.html", scale=args.scale)
     return 0
 
 
 wflib.run_script(globals(), main, lambda sm: make_table(
     sm.params.table, list(sm.input.metrics), list(sm.input.variants), sm.input.paper, sm.params.dataset,
     sm.params.paper_dataset, bool(sm.params.synthetic), list(sm.params.variants), sm.output.csv, sm.output.md,
-    sm.output.tex, baseline=sm.input.get("baseline")))
+    sm.output.tex, baseline=sm.input.get("baseline"), html=sm.output.html, scale=sm.params.scale))

@@ -286,14 +286,25 @@ def to_latex(frame: pd.DataFrame, caption: str = "", label: str = "") -> str:
 
 
 def write_table(numbers: pd.DataFrame, shown: pd.DataFrame, csv: str, md: str, tex: str,
-                title: str, notes: list[str] | None = None, label: str = "") -> None:
-    """CSV holds the numbers (machine-readable); Markdown and LaTeX the formatted table."""
-    for path in (csv, md, tex):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+                title: str, notes: list[str] | None = None, label: str = "", html: str | None = None,
+                sources: dict | None = None) -> None:
+    """CSV holds the numbers (machine-readable); Markdown, LaTeX and HTML (shown inline in the
+    Snakemake report) the formatted table. `sources` (paper_numbers.yaml's tag -> description)
+    adds a legend of the source tags the table uses to the footnotes of every format."""
+    import table_html
+
+    notes = list(notes or [])
+    legend = table_html.legend_entries(sources or {}, table_html.used_source_tags(sources or {}, shown, notes))
+    text_notes = notes + ([table_html.legend_note(legend)] if legend else [])
+    for path in (csv, md, tex, html):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     numbers.to_csv(csv, index=False, float_format="%.10g")
-    Path(md).write_text(to_markdown(shown, title, notes))
-    caption = title + (". " + " ".join(notes) if notes else "")
+    Path(md).write_text(to_markdown(shown, title, text_notes))
+    caption = title + (". " + " ".join(text_notes) if text_notes else "")
     Path(tex).write_text(to_latex(shown, caption, label))
+    if html:
+        Path(html).write_text(table_html.to_html(shown, title, notes, legend))
 
 
 def dataset_title(paper: dict, dataset: str, paper_name: str, synthetic: bool) -> str:
