@@ -56,7 +56,9 @@ parity: install
 # antlr4-python3-runtime has only an sdist: built here into a pure-Python wheel.
 GPU_WHEELS ?= gpu-wheels
 GPU_PYTHON_VERSION ?= 3.12
-GPU_WHEEL_SPECS ?= hydra-core==1.3.2 omegaconf==2.3.0 PyYAML==6.0.2 tqdm==4.67.1 einops==0.8.1 packaging==25.0
+GPU_WHEEL_SPECS ?= hydra-core==1.3.2 omegaconf==2.3.0 PyYAML==6.0.2 tqdm==4.67.1 einops==0.8.1 packaging==25.0 \
+  jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==0.30.0 attrs==26.1.0 \
+  typing_extensions==4.15.0
 gpu-wheels:
 	rm -rf $(GPU_WHEELS) && mkdir -p $(GPU_WHEELS)
 	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON_VERSION) \

@@ -33,7 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import distributions
 from pathlib import Path
 
 # seconds per step on a GPU; the sum (465 s) leaves ~15 s of the 8 minutes for start-up and writing
@@ -45,7 +45,7 @@ CPU_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # import name -> distribution name of what the check needs beyond the GPU machine's own packages
 NEEDED = {"yaml": "PyYAML", "tqdm": "tqdm", "omegaconf": "omegaconf", "hydra": "hydra-core",
-          "antlr4": "antlr4-python3-runtime", "hieramamba": "hieramamba"}
+          "antlr4": "antlr4-python3-runtime", "jsonschema": "jsonschema", "hieramamba": "hieramamba"}
 # and, for the mamba_ssm path (CUDA mode), what its Triton kernels import
 NEEDED_FOR_MAMBA_SSM = {"einops": "einops"}
 GPU_LENGTHS = "2k,4k,8k,16k,32k,64k,128k,256k"
@@ -95,11 +95,10 @@ def _installed(module: str) -> bool:
     """Importable; for this package, installed (run from the repo root it imports from the
     checkout anyway, but its wheel's dependency metadata is what the install step checks)."""
     if module == "hieramamba":
-        try:
-            version("hieramamba")
-        except PackageNotFoundError:
-            return False
-        return True
+        # the hieramamba.egg-info that a build (`pip wheel .`) leaves in the checkout is found
+        # through the current directory, and is no installation
+        here = Path.cwd().resolve()
+        return any(Path(d.locate_file("")).resolve() != here for d in distributions(name="hieramamba"))
     return importlib.util.find_spec(module) is not None
 
 

@@ -16,9 +16,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 LIMIT = 64 * 2**20
-EXPECTED = ("hydra_core", "omegaconf", "antlr4_python3_runtime", "PyYAML", "tqdm", "einops", "packaging",
+EXPECTED = ("hydra_core", "omegaconf", "antlr4_python3_runtime", "PyYAML", "tqdm", "einops", "packaging", "jsonschema",
+            "referencing", "rpds_py",
             "mamba_ssm", "hieramamba")
-NEEDED_IMPORTS = "import hydra, omegaconf, antlr4, yaml, tqdm, einops; from importlib.metadata import version; " \
+NEEDED_IMPORTS = "import hydra, omegaconf, antlr4, yaml, tqdm, einops, jsonschema; from importlib.metadata import version; " \
                  "print(version('hieramamba'), version('mamba-ssm'))"
 
 pytestmark = [pytest.mark.slow]

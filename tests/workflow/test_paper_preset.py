@@ -54,6 +54,11 @@ def _variants() -> list[str]:
     return sorted(p.stem for p in (REPO / "ablations").glob("*.yaml"))
 
 
+def _seed_offset(variant: str) -> int:
+    """The A/A control runs its seed index i as seed offset + i (ablations/full_aa.yaml)."""
+    return int(yaml.safe_load((REPO / "ablations" / f"{variant}.yaml").read_text()).get("seed_offset", 0))
+
+
 def test_preset_settings():
     preset = yaml.safe_load(PRESET.read_text())
     assert preset["scale"] == "paper" and preset["cuda"] is True and preset["seeds"] == 3
@@ -68,7 +73,7 @@ def test_every_variant_dataset_seed_is_a_gpu_train_job(preset_dry_run):
     jobs = dry_run_jobs(output)
     train = [j for j in jobs if j["rule"] == "train"]
     runs = {(j["wildcards"]["dataset"], j["wildcards"]["variant"], int(j["wildcards"]["seed"])) for j in train}
-    expected = {(d, v, s) for d in REAL for v in _variants() for s in range(3)}
+    expected = {(d, v, _seed_offset(v) + i) for d in REAL for v in _variants() for i in range(3)}
     assert runs == expected and len(train) == len(expected) == 3 * len(_variants()) * 3
     for job in train:
         assert job["resources"].get("gpu") == "1", job
