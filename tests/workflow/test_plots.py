@@ -45,7 +45,7 @@ def _curve_runs(root, dataset, losses):
             run = root / variant / f"seed{seed}"
             run.mkdir(parents=True)
             values = {"R1@0.3": 40.0 + seed, "R1@0.5": 30.0, "R5@0.3": 70.0, "R5@0.5": 55.0}
-            (run / "metrics.json").write_text(json.dumps(metrics_record(dataset, variant, seed, values)))
+            (run / "metrics.json").write_text(json.dumps(metrics_record(dataset, variant, seed, values, run)))
             rows = [",".join(["0", str(i), "0.001", *(f"{v * (1 + 0.05 * seed):.4f}" for v in fn(i)), "1.0", "4", "2.0"])
                     for i in range(1, 21)]
             (run / "train_curve.csv").write_text(CURVE_HEADER + "\n".join(rows) + "\n")
@@ -104,16 +104,17 @@ def test_ablation_whiskers_come_from_the_tables_interval_columns(fixture_runs, t
     summary, _ = plots.ablation_summary(runs, None, ["R1@0.3"], order)
     assert summary.set_index("variant").loc["no_gate", "mean"] == pytest.approx(39.0)
     assert summary.set_index("variant").loc["no_gate", "high"] == pytest.approx(39.0 + 3 ** 0.5)
-    # the real table of these runs, with an interval added around each mean
+    # the real table of these runs: rows per (variant, query kind), `_mean` and bootstrap `_lo/_hi`
     run_script("tables.py", "ablation", "--dataset", "synth_tacos", "--paper-dataset", "tacos", "--paper", PAPER,
                "--synthetic", "--metrics", *metrics["synth_tacos"], "--variants", *order, "--out", str(tmp_path / "t"))
     table = pd.read_csv(tmp_path / "t.csv")
-    for metric in ("R1@0.3", "R1@0.5", "R5@0.3", "R5@0.5"):
-        table[f"{metric}_lo"], table[f"{metric}_hi"] = table[metric] - 1.0, table[metric] + 1.0
-    path = tmp_path / "ablation.csv"
-    table.to_csv(path, index=False)
+    summary, kind = plots.ablation_summary(runs, table, ["R1@0.3"], order)
+    row = table[(table["variant"] == "no_gate") & (table["kind"] == "all")].iloc[0]
+    assert "_lo/_hi" in kind
+    assert summary.set_index("variant").loc["no_gate", ["mean", "low", "high"]].tolist() == \
+        [row["R1@0.3_mean"], row["R1@0.3_lo"], row["R1@0.3_hi"]]
     run_script("plots.py", "ablation", "--dataset", "synth_tacos", "--metrics", *metrics["synth_tacos"],
-               "--variants", *order, "--table", str(path), "--out", str(tmp_path / "ablation"))
+               "--variants", *order, "--table", str(tmp_path / "t.csv"), "--out", str(tmp_path / "ablation"))
     _assert_images(tmp_path / "ablation")
     with pytest.raises(ValueError, match="no row for variant 'pool_max'"):
         plots.ablation_summary(runs, table, ["R1@0.3"], order + ["pool_max"])

@@ -76,8 +76,12 @@ def ablation_summary(runs: pd.DataFrame, table: pd.DataFrame | None, metrics: li
     """Per (variant, metric): mean, whisker low and high, and what the whiskers are.
 
     From the ablation table's CSV when given (its intervals when it has them, else its ± std), else
-    from the runs (mean ± sample std over seeds)."""
+    from the runs (mean ± sample std over seeds). A table with a `kind` column (one row per variant
+    and query kind, evidence.py) is read at its `all` rows; its means are the `<metric>_mean`
+    columns."""
     rows, kind = [], "± sd over seeds"
+    if table is not None and "kind" in table.columns:
+        table = table[table["kind"] == "all"]
     for metric in metrics:
         suffixes = next((pair for pair in INTERVAL_SUFFIXES if table is not None
                          and all(f"{metric}{s}" in table.columns for s in pair)), None)
@@ -87,9 +91,10 @@ def ablation_summary(runs: pd.DataFrame, table: pd.DataFrame | None, metrics: li
                 if found.empty:
                     raise ValueError(f"ablation table has no row for variant {variant!r}")
                 row = found.iloc[0]
-                if metric not in row:
-                    raise ValueError(f"ablation table has no column {metric!r}")
-                mean = float(row[metric])
+                column = next((c for c in (metric, f"{metric}_mean") if c in row), None)
+                if column is None:
+                    raise ValueError(f"ablation table has no column {metric!r} or {metric + '_mean'!r}")
+                mean = float(row[column])
                 if suffixes:
                     low, high = float(row[f"{metric}{suffixes[0]}"]), float(row[f"{metric}{suffixes[1]}"])
                 else:
