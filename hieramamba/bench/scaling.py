@@ -17,7 +17,8 @@ Two sections (``--what scan|backbone|all``):
     The section is skipped with a message when the backbone cannot be imported.
 
 Method. Each point runs ``repeats`` times after one warm-up and reports the median. Forward
-timings run under ``torch.no_grad()``; forward+backward builds the graph and backpropagates
+timings run in eval mode under ``torch.no_grad()`` (inference: no dropout); forward+backward runs in
+train mode, builds the graph and backpropagates
 ``out.square().mean()`` summed over all outputs. With ``--fresh-process`` (the default, and what
 reported numbers should use) every point runs in its own Python process, so that one point's
 allocator state, caches and memory high-water mark do not leak into the next.
@@ -207,10 +208,12 @@ def measure_point(spec: dict) -> dict:
         model, args = _build_backbone(spec, device)
         result["n_params"] = sum(p.numel() for p in model.parameters())
 
-        def fwd():
+        def fwd():  # inference: eval mode (no dropout), as a grounding model is evaluated
+            model.eval()
             return model(*args)
 
-        def fwd_bwd():
+        def fwd_bwd():  # a training step: train mode (dropout on)
+            model.train()
             model.zero_grad(set_to_none=True)
             _loss(model(*args)).backward()
 
