@@ -65,6 +65,19 @@ def test_planted_difference_is_resolved():
     assert cmp.delta.lo < -5.0 < cmp.delta.hi < 0.0 and cmp.delta.resolved
     assert cmp.p_improve == 0.0  # 35-37 % vs 40-42 %: every (variant, full) run pair is worse
     assert cmp.seeds_needed == 2.0  # the same -5 on every seed
+    assert cmp.resolved and not cmp.excludes_zero_on_few_seeds
+
+
+def test_an_interval_on_fewer_than_three_seeds_is_not_called_resolved():
+    """The same planted -5 on 2 paired seeds: the interval still excludes 0, but a seed draw of
+    2 has 3 outcomes, too coarse to trust: marked † (excludes 0, too few seeds), not resolved."""
+    full = full_hits()[:2]
+    variant = full.copy()
+    for row in variant:
+        row[np.flatnonzero(row)[:100]] = 0.0
+    (cmp,) = stats.compare(variant[None], full[None], STRATA)
+    assert cmp.pairs == 2 and cmp.delta.resolved
+    assert not cmp.resolved and cmp.excludes_zero_on_few_seeds
 
 
 def test_interval_has_the_binomial_scale():

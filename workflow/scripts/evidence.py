@@ -26,7 +26,8 @@ ID_COLUMNS = ("query_id", "kind", "length_bin")
 ALL = "all"  # the row over every query
 KIND_ORDER = ("plain", "long_range")
 # the per-metric columns of a record (`<metric>_<column>`)
-COLUMNS = ("mean", "lo", "hi", "std", "delta", "delta_lo", "delta_hi", "p_improve", "resolved", "seeds_needed", "pairs")
+COLUMNS = ("mean", "lo", "hi", "std", "delta", "delta_lo", "delta_hi", "p_improve", "resolved", "excludes_zero",
+           "seeds_needed", "pairs")
 TOLERANCE = 1e-6  # percent: a hits file disagreeing with its metrics.json by more is an error
 
 
@@ -137,7 +138,8 @@ def evidence_records(hits: TableHits, variants: list[str]) -> list[dict]:
                     f"{m}_delta_lo": c.delta.lo if c else math.nan,
                     f"{m}_delta_hi": c.delta.hi if c else math.nan,
                     f"{m}_p_improve": c.p_improve if c else math.nan,
-                    f"{m}_resolved": c.delta.resolved if c else None,
+                    f"{m}_resolved": c.resolved if c else None,
+                    f"{m}_excludes_zero": c.delta.resolved if c else None,
                     f"{m}_seeds_needed": c.seeds_needed if c else math.nan,
                     f"{m}_pairs": c.pairs if c else n_common,
                 })

@@ -170,7 +170,7 @@ def _delta_cell(record, m):
     delta = record[f"{m}_delta"]
     if math.isnan(delta):
         return wflib.DASH
-    mark = " ✓" if record[f"{m}_resolved"] else ""
+    mark = " ✓" if record[f"{m}_resolved"] else (" †" if record.get(f"{m}_excludes_zero") else "")
     return (f"{wflib.fmt_interval(delta, record[f'{m}_delta_lo'], record[f'{m}_delta_hi'], signed=True)}{mark}; "
             f"P↑ {wflib.fmt_num(record[f'{m}_p_improve'])}; n {wflib.fmt_count(record[f'{m}_seeds_needed'])}")
 

@@ -260,7 +260,7 @@ def tex_escape(text: str) -> str:
     out = out.replace("<", r"$<$").replace(">", r"$>$")
     out = out.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "--").replace("−", "-")
     # ✓ needs amssymb
-    return out.replace("✓", r"$\checkmark$").replace("↑", r"$\uparrow$").replace("∞", r"$\infty$")
+    return out.replace("✓", r"$\checkmark$").replace("↑", r"$\uparrow$").replace("∞", r"$\infty$").replace("†", r"$\dagger$")
 
 
 def to_latex(frame: pd.DataFrame, caption: str = "", label: str = "") -> str:
