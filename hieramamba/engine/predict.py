@@ -226,7 +226,7 @@ def predict(
     from hieramamba.data.features import to_float32_2d
     from hieramamba.data.grid import grid_to_seconds
     from hieramamba.engine.batching import eval_video_batch
-    from hieramamba.engine.inference import postprocess_config, predict_video, query_chunk
+    from hieramamba.engine.inference import eval_truncates_text, postprocess_config, predict_video, query_chunk
 
     if int(top_k) < 1:
         raise ConfigError(f"top_k must be >= 1, got {top_k}")
@@ -250,6 +250,8 @@ def predict(
     if not duration > 0:
         raise ConfigError(f"duration must be positive, got {duration}")
     texts, unknown = _encode_queries(loaded, qs, glove)
+    if parts.max_text_len is not None and eval_truncates_text(loaded.cfg):  # as the evaluation feeds them
+        texts = [t[: parts.max_text_len] for t in texts]
 
     sample = VideoSample(video_id=name, video=feats, texts=texts, targets=np.zeros((0, 2)), segments=np.zeros((0, 2)),
                          query_ids=[q["query_id"] for q in qs], kinds=["plain"] * len(qs), duration=float(duration),

@@ -146,6 +146,19 @@ def test_precomputed_token_features_per_query(setup, tmp_path):
                 text_features=[tmp_path / "tokens.npy", tmp_path / "tokens.npy"])
 
 
+def test_long_queries_are_cut_to_max_text_len_as_the_evaluation_does(setup, tmp_path):
+    """Evaluation feeds at most model.max_text_len tokens (eval.truncate_text): a token file longer
+    than that answers as its first max_text_len tokens do."""
+    video_id = setup["evaluated"][0]["video_id"]
+    max_len = setup["model"].parts.max_text_len
+    tokens = np.random.default_rng(0).standard_normal((max_len + 7, 32)).astype(np.float32)
+    np.save(tmp_path / "long.npy", tokens)
+    np.save(tmp_path / "cut.npy", tokens[:max_len])
+    long = predict(setup["model"], setup["h5"], "a long query", video_key=video_id, text_features=tmp_path / "long.npy")
+    cut = predict(setup["model"], setup["h5"], "a long query", video_key=video_id, text_features=tmp_path / "cut.npy")
+    assert long.queries[0].moments == cut.queries[0].moments
+
+
 def test_wrong_feature_width_names_the_file(setup, tmp_path):
     np.save(tmp_path / "narrow.npy", np.ones((100, 31), dtype=np.float32))
     with pytest.raises(DataError, match=r"narrow\.npy: feature dimension 31, expected 32"):
