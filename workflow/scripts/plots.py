@@ -104,8 +104,9 @@ def ablation_summary(runs: pd.DataFrame, table: pd.DataFrame | None, metrics: li
                 mean, std, _ = wflib.seed_stats(runs, variant, metric)
                 low, high = mean - std, mean + std
             rows.append({"variant": variant, "metric": metric, "mean": mean, "low": low, "high": high})
-        if suffixes:
-            kind = f"interval from the table's {suffixes[0]}/{suffixes[1]} columns"
+        if suffixes:  # the evidence tables' _lo/_hi: 95 % bootstrap over seeds and queries
+            kind = ("95 % bootstrap interval (seeds x queries)" if suffixes == ("_lo", "_hi")
+                    else f"interval from the table's {suffixes[0]}/{suffixes[1]} columns")
     return pd.DataFrame(rows), kind
 
 
