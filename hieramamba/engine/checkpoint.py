@@ -134,9 +134,15 @@ def load_weights(module: Any, weights: Any, path: str | os.PathLike, what: str, 
                               remedy) from None
 
 
-def inference_weights(state: dict[str, Any]) -> dict[str, Any]:
-    """The weights evaluation uses: the EMA model's when the checkpoint holds them."""
-    return state["ema"] if "ema" in state else state["model"]
+def inference_weights(state: dict[str, Any], path: str | os.PathLike,
+                      remedy: str = "Point at another checkpoint file.") -> tuple[str, dict[str, Any]]:
+    """(name, weights) evaluation uses: the EMA model's when the checkpoint holds them, else the
+    model's; neither is a CheckpointError naming `path`."""
+    name = "ema" if "ema" in state else "model"
+    if name not in state:
+        raise CheckpointError(path, f"holds neither 'ema' nor 'model' weights (keys: {sorted(map(str, state))[:12]}); "
+                              "an authors' checkpoint needs convert-checkpoint first", remedy)
+    return name, state[name]
 
 
 def last_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:

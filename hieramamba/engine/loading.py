@@ -67,7 +67,7 @@ def _read_checkpoint(path: Path, overrides: list[str]) -> tuple[DictConfig, dict
     if "config_yaml" in raw and ("ema" in raw or "model" in raw):
         if overrides:
             raise ConfigError(f"{path} carries its own config; overrides {overrides} are not applied to it")
-        return OmegaConf.create(raw["config_yaml"]), inference_weights(raw), "checkpoint"
+        return OmegaConf.create(raw["config_yaml"]), inference_weights(raw, path)[1], "checkpoint"
     sd = _state_dict_of(raw)
     keys = sorted(str(k) for k in raw)[:8]
     expected = ("expected a run directory, our checkpoint (config_yaml + model/ema), an authors' last.pth "
@@ -106,7 +106,7 @@ def _read_run_dir(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict
     state = load_checkpoint(source)
     if "config_yaml" in state:
         check_same_config(state["config_yaml"], cfg, f"checkpoint {source}")
-    return cfg, inference_weights(state)
+    return cfg, inference_weights(state, source, "Train the run again, or pass one of its checkpoints")[1]
 
 
 def feature_dims_of(cfg: DictConfig, weights: Mapping[str, torch.Tensor], source: object) -> tuple[int, int]:

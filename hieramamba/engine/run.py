@@ -260,7 +260,7 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
     from hieramamba.engine.inference import (eval_truncates_text, fit_prior, prior_predictions, score_with_hits,
                                              write_predictions)
     from hieramamba.engine.trainer import check_same_config, select_device, seed_everything
-    from hieramamba.errors import CheckpointError, ConfigError
+    from hieramamba.errors import ConfigError
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / CONFIG
@@ -300,13 +300,10 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
         remedy = ("Pass another file with --checkpoint (ours, or one made by convert-checkpoint)" if checkpoint else
                   f"Train the run again (delete {source} first), or pass another file with --checkpoint")
         state = ckpt.load_checkpoint(source, map_location=device, remedy=remedy)
-        weights = "ema" if "ema" in state else "model"
-        if weights not in state:
-            raise CheckpointError(source, f"holds neither 'ema' nor 'model' weights (keys: {sorted(map(str, state))[:12]}); "
-                                       "an authors' checkpoint needs convert-checkpoint first", remedy)
+        name, weights = ckpt.inference_weights(state, source, remedy)
         if isinstance(state.get("config_yaml"), str) and not checkpoint:
             check_same_config(state["config_yaml"], cfg, f"checkpoint {source}")
-        ckpt.load_weights(parts.model, state[weights], source, f"{weights!r} weights", remedy)
+        ckpt.load_weights(parts.model, weights, source, f"{name!r} weights", remedy)
         train_time = float(state.get("train_time_s", 0.0))
         preds = _evaluate_model(cfg, data, parts, parts.model, split, device)
         variant = None
