@@ -90,7 +90,7 @@ def _read_checkpoint(path: Path, overrides: list[str]) -> tuple[DictConfig, dict
 def _read_run_dir(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict]:
     from hieramamba.engine.checkpoint import LAST, inference_weights, last_checkpoint, load_checkpoint
     from hieramamba.engine.config import load_yaml_config
-    from hieramamba.engine.run import CHECKPOINTS, CONFIG
+    from hieramamba.engine.run import CONFIG, checkpoint_dir_of
     from hieramamba.engine.trainer import check_same_config
 
     if overrides:
@@ -99,7 +99,7 @@ def _read_run_dir(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict
     if not cfg_path.is_file():
         raise DataError(cfg_path, "not found: not a run directory (hieramamba train writes config.yaml)")
     cfg = load_yaml_config(cfg_path)
-    ckpt_dir = Path(cfg.checkpoint_dir) if cfg.get("checkpoint_dir") else run_dir / CHECKPOINTS
+    ckpt_dir = checkpoint_dir_of(cfg, run_dir)
     source = last_checkpoint(ckpt_dir)
     if source is None:
         raise DataError(ckpt_dir / LAST, "no checkpoint: train the run first")

@@ -132,10 +132,14 @@ def close_logger(logger: logging.Logger) -> None:
 # ---------------------------------------------------------------- train -> evaluate
 
 
+def checkpoint_dir_of(cfg, run_dir: Path) -> Path:
+    """Where a run's checkpoints are: the config's `checkpoint_dir` (the DAG's), else DIR/checkpoints."""
+    return Path(cfg.checkpoint_dir) if cfg.get("checkpoint_dir") else Path(run_dir) / CHECKPOINTS
+
+
 def _run_paths(cfg) -> tuple[Path, Path]:
     run_dir = Path(cfg.out)
-    ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else run_dir / CHECKPOINTS
-    return run_dir, ckpt_dir
+    return run_dir, checkpoint_dir_of(cfg, run_dir)
 
 
 def prepare_run_dir(cfg) -> Path:
@@ -293,7 +297,7 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
         device = select_device(cfg.train.device)
         seed_everything(int(cfg.seed))
         parts = build_parts(cfg, data, device)
-        ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else run_dir / CHECKPOINTS  # DIR may have moved
+        ckpt_dir = checkpoint_dir_of(cfg, run_dir)  # run_dir, not cfg.out: DIR may have moved
         source = Path(checkpoint) if checkpoint else ckpt.last_checkpoint(ckpt_dir)
         if source is None:
             raise FileNotFoundError(f"no checkpoint in {ckpt_dir} (train first, or pass --checkpoint)")
