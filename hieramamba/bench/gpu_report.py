@@ -13,7 +13,6 @@ import json
 import platform
 import re
 import subprocess
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +22,11 @@ TARGETS = {"mamba_ssm_over_torch": 5.0, "hieramamba_over_attention_at_16k": 10.0
 L_16K = 16384
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
-
-
 def environment() -> dict[str, Any]:
     import torch
 
     from hieramamba import __version__
-    from hieramamba.engine.run import git_commit
+    from hieramamba.engine.run import dist_version, git_commit
 
     cuda = torch.cuda.is_available()
     driver = None
@@ -50,8 +42,8 @@ def environment() -> dict[str, Any]:
         "driver": driver,
         "cuda": torch.version.cuda,
         "torch": torch.__version__,
-        "triton": _version("triton"),
-        "mamba_ssm": _version("mamba-ssm") or _version("mamba_ssm"),
+        "triton": dist_version("triton"),
+        "mamba_ssm": dist_version("mamba-ssm") or dist_version("mamba_ssm"),
         "hieramamba": __version__,
         "python": platform.python_version(),
         "cpu": platform.processor() or platform.machine(),

@@ -42,7 +42,8 @@ FILE_ONLY = "file_only"  # logging `extra` key: the record goes to train.log, no
 # ---------------------------------------------------------------- environment facts
 
 
-def _dist_version(name: str) -> str | None:
+def dist_version(name: str) -> str | None:
+    """An installed distribution's version from its metadata (nothing imported), or None."""
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -57,7 +58,7 @@ def versions() -> dict[str, str | None]:
         "python": platform.python_version(),
         "torch": torch.__version__.split("+")[0],
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
-        "mamba_ssm": _dist_version("mamba_ssm") or _dist_version("mamba-ssm"),
+        "mamba_ssm": dist_version("mamba_ssm") or dist_version("mamba-ssm"),
         "hieramamba": __version__,
     }
 
