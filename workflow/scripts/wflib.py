@@ -251,16 +251,15 @@ def to_markdown(frame: pd.DataFrame, title: str = "", notes: list[str] | None = 
     return "\n".join(lines) + "\n"
 
 
+# one pass, character by character: LaTeX's specials, then the symbols the tables print (✓ needs amssymb)
 _TEX_ESCAPE = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-               "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+               "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"$<$", ">": r"$>$",
+               "±": r"$\pm$", "Δ": r"$\Delta$", "—": "--", "−": "-",
+               "✓": r"$\checkmark$", "↑": r"$\uparrow$", "∞": r"$\infty$", "†": r"$\dagger$"}
 
 
 def tex_escape(text: str) -> str:
-    out = "".join(_TEX_ESCAPE.get(ch, ch) for ch in str(text))
-    out = out.replace("<", r"$<$").replace(">", r"$>$")
-    out = out.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "--").replace("−", "-")
-    # ✓ needs amssymb
-    return out.replace("✓", r"$\checkmark$").replace("↑", r"$\uparrow$").replace("∞", r"$\infty$").replace("†", r"$\dagger$")
+    return "".join(_TEX_ESCAPE.get(ch, ch) for ch in str(text))
 
 
 def to_latex(frame: pd.DataFrame, caption: str = "", label: str = "") -> str:
