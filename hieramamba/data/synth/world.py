@@ -6,7 +6,8 @@ query names, and a per-word embedding table for the text side.
 
 A *video* is a time line of event segments separated by background segments. Per video there are
 `long_range_structures` structures: one event of type Y (unique in the video) and 3-4 events of
-type X, two of which are far (>= far_frac * duration) from Y on either side; the last X before Y
+type X, two of which lie far from Y on either side (a gap of `far_gap_s` seconds: beyond what a
+local mixer sees, within one training window); the last X before Y
 and the first X after Y are the targets of "X before Y" / "X after Y" queries, the other X's are
 distractors placed beyond them (before the "before" target or after the "after" target), so the
 locally identical X occurrences can only be told apart by looking at the distant Y. The remaining
@@ -180,19 +181,18 @@ def plan_video(spec: SynthSpec, world: World, rng: np.random.Generator, max_trie
     """Lay out one video's events and background and plant its queries (see module doc)."""
     duration, num_frames = sample_duration(spec, rng)
     q = quantizer(spec.like)
-    n_struct = spec.long_range_structures
-    n_distr = [int(rng.integers(spec.distractors[0], spec.distractors[1] + 1)) for _ in range(n_struct)]
-    n_events = sum(3 + d for d in n_distr) + spec.unique_events
-    far = spec.far_frac * duration
-    for _ in range(max_tries):
-        starts, ends = _layout(spec, duration, n_events, rng, q)
-        if starts is None:
-            continue
-        roles = _assign_structures(starts, ends, n_struct, n_distr, far, rng)
-        if roles is not None:
+    n_distr_all = [int(rng.integers(spec.distractors[0], spec.distractors[1] + 1))
+                   for _ in range(spec.long_range_structures)]
+    # A short video may not hold every structure at the planted gap: it gets fewer (down to none).
+    for n_struct in range(spec.long_range_structures, -1, -1):
+        n_distr = n_distr_all[:n_struct]
+        n_events = sum(3 + d for d in n_distr) + spec.unique_events
+        placed = _place(spec, duration, n_events, n_struct, n_distr, rng, q, max_tries)
+        if placed is not None:
+            starts, ends, roles = placed
             break
     else:
-        raise RuntimeError(f"could not place {n_struct} long-range structures in a {duration:.0f} s video")
+        raise RuntimeError(f"could not lay out {spec.unique_events} events in a {duration:.0f} s video")
 
     # Types: X_i, Y_i for each structure, then one distinct type per unique event.
     perm = [int(t) for t in rng.permutation(spec.num_types)]
@@ -229,6 +229,25 @@ def plan_video(spec: SynthSpec, world: World, rng: np.random.Generator, max_trie
     return PlantedVideo(duration=duration, segments=segments, queries=queries, num_frames=num_frames)
 
 
+def _place(spec, duration, n_events, n_struct, n_distr, rng, q, max_tries):
+    """(starts, ends, roles) of a layout holding `n_struct` structures, or None after max_tries."""
+    tries = max_tries if n_struct else 1 + max_tries // 10
+    for _ in range(tries):
+        starts, ends = _layout(spec, duration, n_events, rng, q)
+        if starts is None:
+            continue
+        # X events are cut to x_max_s (a short target sits on a low pyramid level, whose local reach
+        # is smallest); the gaps to Y are measured from the cut ends
+        x_ends = [min(e, q(s + spec.x_max_s)) for s, e in zip(starts, ends)]
+        roles = _assign_structures(starts, ends, x_ends, n_struct, n_distr, spec.far_gap_s, rng)
+        if roles is not None:
+            for _, before, after, distr in roles:
+                for e in (before, after, *distr):
+                    ends[e] = x_ends[e]
+            return starts, ends, roles
+    return None
+
+
 def _pick_subjects(subjects: tuple[str, ...], n: int, rng: np.random.Generator) -> list[str]:
     if n <= len(subjects):
         return [subjects[int(i)] for i in rng.choice(len(subjects), size=n, replace=False)]
@@ -259,17 +278,19 @@ def _layout(spec: SynthSpec, duration: float, n: int, rng: np.random.Generator, 
     return starts, ends
 
 
-def _assign_structures(starts, ends, n_struct, n_distr, far, rng):
-    """Pick (Y, before-target, after-target, distractors) event indices for each structure."""
+def _assign_structures(starts, ends, x_ends, n_struct, n_distr, far, rng):
+    """Pick (Y, before-target, after-target, distractors) event indices for each structure; `far`
+    = (lo, hi) seconds of gap between Y and each target, whose end is `x_ends` (an X's cut end)."""
+    lo, hi = far
     n = len(starts)
     free = set(range(n))
     roles = []
     for i in range(n_struct):
         def before_of(y):
-            return [j for j in free if j < y and starts[y] - ends[j] >= far]
+            return [j for j in free if j < y and lo <= starts[y] - x_ends[j] <= hi]
 
         def after_of(y):
-            return [k for k in free if k > y and starts[k] - ends[y] >= far]
+            return [k for k in free if k > y and lo <= starts[k] - ends[y] <= hi]
 
         ys = sorted(y for y in free if before_of(y) and after_of(y))
         if not ys:
