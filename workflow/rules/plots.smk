@@ -3,9 +3,12 @@
 # The scaling plot lives with its benchmark in scaling.smk.
 
 
+# Recall by video length: per variant and length bin, mean over seeds with the tables' 95 %
+# two-way bootstrap interval (seeds x queries) from each run's per-query hits.
 rule plot_recall_by_length:
     input:
         metrics=dataset_metrics,
+        hits=lambda wildcards: run_metrics(wildcards.dataset, path=hits_path),
         paper=config["paper_numbers"],
     output:
         **plot_outputs("recall_by_length", "results/plots/recall_by_length_{{dataset}}.{ext}"),
@@ -41,6 +44,9 @@ use rule plot_recall_by_length as plot_ablation with:
 # train_curve.csv is read from each run folder beside its metrics.json (not a declared output of
 # train, so a failed job never deletes a curve that a resumed run extends).
 use rule plot_recall_by_length as plot_training_curves with:
+    input:
+        metrics=dataset_metrics,
+        paper=config["paper_numbers"],
     output:
         **plot_outputs("training_curves", "results/plots/training_curves_{{dataset}}.{ext}"),
     params:

@@ -3,15 +3,22 @@
 Snakemake: `script:` with params.plot in {recall_by_length, ablation, training_curves},
 input.metrics (+ input.paper; + input.table, the ablation table's CSV, for the ablation bars),
 params.dataset, params.paper_dataset, params.variants; output.png/pdf. Command line (tests): see `--help`.
+The recall-by-length plot also reads each run's hits.csv.gz beside its metrics.json (the rule
+declares them as input.hits): its intervals are the tables' bootstrap (stats.py) per length bin.
 """
 
 import argparse
+import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import evidence  # noqa: E402
+import stats  # noqa: E402
 import wflib  # noqa: E402
 
 wflib.use_agg()
@@ -42,27 +49,162 @@ def _layout(paper_path: str | None, paper_dataset: str | None, available: list[s
     return sorted(layout, key=wflib.metric_key)
 
 
+# The recall-by-length plot: per variant and length bin, the hit matrix (seeds x the bin's queries)
+# of the runs' hits.csv.gz through stats.two_way_intervals, the tables' statistic (strata = the
+# query kinds of the bin's queries; clusters = their videos when the hits name them).
+MIN_QUERIES_FOR_INTERVAL = 2  # a bin with fewer queries gets its point, no interval
+INTERVAL_NOTE = "mean over seeds, 95 % two-way bootstrap interval (seeds x queries)"
+
+
+@dataclass
+class BinHits:
+    """One variant's hits on one length bin's queries."""
+
+    stack: np.ndarray  # (M, S, Q_bin) 0/1: metrics x seeds x the bin's queries
+    strata: np.ndarray  # (Q_bin,) each query's kind
+    clusters: np.ndarray | None  # (Q_bin,) each query's video, None when the hits do not name them
+    seeds: list[int]
+
+
+def _videos(ids: pd.DataFrame) -> np.ndarray | None:
+    if "video" not in ids.columns or ids["video"].isna().any() or (ids["video"].astype(str) == "").any():
+        return None
+    return ids["video"].to_numpy(dtype=object)
+
+
+def length_bin_hits(runs: pd.DataFrame, metrics: list[str]) -> dict[tuple[str, str], BinHits]:
+    """(variant, length bin) -> its BinHits, from each run's hits.csv.gz (evidence.read_run_hits:
+    read by column name, checked against the run's metrics.json). Every seed of a variant must
+    score the same queries; its matrix rows are its seeds in increasing order."""
+    out = {}
+    for variant, group in runs.sort_values(["variant", "seed"]).groupby("variant", sort=False):
+        hits, ids, first, videos = [], None, None, None
+        for _, run in group.iterrows():
+            run_hits = evidence.read_run_hits(run, metrics)
+            if ids is None:
+                ids, first = run_hits.ids, run["run_dir"]
+            elif not run_hits.ids["query_id"].equals(ids["query_id"]):
+                raise ValueError(f"{run['run_dir']}/{evidence.HITS_FILE} and {first}/{evidence.HITS_FILE} score "
+                                 "different queries: the seeds of one variant must be evaluated on the same split")
+            if videos is None:  # a file without the video column borrows another seed's (same queries)
+                videos = _videos(run_hits.ids)
+            hits.append(run_hits.values)
+        values = np.stack(hits, axis=1).astype(float)  # (M, S, Q)
+        bins = ids["length_bin"].to_numpy()
+        kinds = ids["kind"].to_numpy()
+        for label in dict.fromkeys(bins):
+            cols = np.flatnonzero(bins == label)
+            out[(variant, label)] = BinHits(values[:, :, cols], kinds[cols],
+                                            None if videos is None else videos[cols], [int(s) for s in group["seed"]])
+    return out
+
+
+def bin_intervals(bin_hits: BinHits) -> list[stats.Interval]:
+    """Per metric: the mean over seeds (100 * mean of the matrix) and its 95 % two-way bootstrap
+    interval, stats.two_way_intervals of the matrix with the queries' kinds as strata (and their
+    videos as clusters when known). A bin of fewer than MIN_QUERIES_FOR_INTERVAL queries gets the
+    mean with a NaN interval."""
+    stack = bin_hits.stack
+    if stack.shape[2] < MIN_QUERIES_FOR_INTERVAL:
+        values = 100.0 * stack.mean(axis=(1, 2)) if stack.shape[2] else np.full(stack.shape[0], np.nan)
+        return [stats.Interval(float(v), math.nan, math.nan) for v in values]
+    kwargs = {} if bin_hits.clusters is None else {"clusters": bin_hits.clusters}
+    return stats.two_way_intervals(stack, bin_hits.strata, **kwargs)
+
+
+def _bin_order(metrics, present: list[str]) -> list[str]:
+    """The bins in their natural order: as metrics.json's `by_length_bin` lists them (the
+    evaluation's edges, increasing; bins with no query included), then any other, first seen."""
+    listed = []
+    for path in metrics:
+        for label in (wflib.read_json(path).get("by_length_bin") or {}):
+            if label not in listed:
+                listed.append(label)
+    return listed + [b for b in present if b not in listed]
+
+
+def length_bin_summary(metrics, dataset: str, layout: list[str] | None = None) -> pd.DataFrame:
+    """One row per (variant, length bin, metric): n_queries, seeds, mean, lo, hi (NaN interval for a
+    bin of < 2 queries; NaN mean for a bin no query falls in), order (the bin's natural position).
+    layout: the metrics (default: the R@1 ones of the runs)."""
+    columns = ["variant", "bin", "order", "metric", "n_queries", "seeds", "mean", "lo", "hi"]
+    runs = wflib.load_runs(metrics)
+    runs = runs[runs["dataset"] == dataset]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    available = wflib.metric_columns(runs)
+    layout = layout or [m for m in available if wflib.metric_key(m)[0] == 1] or available[:1]
+    by_bin = length_bin_hits(runs, layout)
+    order = _bin_order([Path(d) / "metrics.json" for d in runs["run_dir"]], list(dict.fromkeys(b for _, b in by_bin)))
+    rows = []
+    for variant in dict.fromkeys(runs["variant"]):
+        for position, label in enumerate(order):
+            bin_hits = by_bin.get((variant, label))
+            if bin_hits is None:  # no query of this variant's split falls in the bin
+                intervals = [stats.Interval(math.nan, math.nan, math.nan)] * len(layout)
+                n, seeds = 0, int((runs["variant"] == variant).sum())
+            else:
+                intervals, n, seeds = bin_intervals(bin_hits), bin_hits.stack.shape[2], bin_hits.stack.shape[1]
+            for metric, interval in zip(layout, intervals):
+                rows.append({"variant": variant, "bin": label, "order": position, "metric": metric, "n_queries": n,
+                             "seeds": seeds, "mean": interval.value, "lo": interval.lo, "hi": interval.hi})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _n_label(counts) -> str:
+    counts = sorted({int(c) for c in counts})
+    return f"n={counts[0]}" if len(counts) == 1 else f"n={counts[0]}–{counts[-1]}"
+
+
 def plot_recall_by_length(metrics, dataset, paper_path, paper_dataset, variants, png, pdf, table=None):
-    bins = wflib.load_breakdown(metrics, "by_length_bin")
-    bins = bins[bins["dataset"] == dataset]
-    if bins.empty:
-        wflib.save_figure(wflib.empty_figure(f"{dataset}: no by_length_bin in metrics.json"), png, pdf)
+    import matplotlib.pyplot as plt
+
+    runs = wflib.load_runs(metrics)
+    runs = runs[runs["dataset"] == dataset]
+    if runs.empty:
+        wflib.save_figure(wflib.empty_figure(f"{dataset}: no runs"), png, pdf)
         return
-    r1 = [m for m in _layout(paper_path, paper_dataset, sorted(set(bins["metric"]), key=wflib.metric_key))
-          if wflib.metric_key(m)[0] == 1] or sorted(set(bins["metric"]), key=wflib.metric_key)[:1]
-    bins = bins[bins["metric"].isin(r1)]
-    order = list(bins.sort_values("order").drop_duplicates("group")["group"])
-    hue_order = _variant_order(bins, variants)
-    # seaborn divides the dodge by (number of variants - 1): no dodge for a single variant
-    grid = sns.catplot(data=bins, x="group", y="value", hue="variant", col="metric", col_order=r1,
-                       order=order, hue_order=hue_order, kind="point",
-                       errorbar="sd", dodge=0.3 if len(hue_order) > 1 else False, height=3.2, aspect=1.3,
-                       sharey=False)
-    grid.set_axis_labels("video length bin", "recall (%)")
-    for ax in grid.axes.flat:
-        ax.tick_params(axis="x", rotation=20)
-    grid.figure.suptitle(f"{dataset}: recall by video length (mean ± sd over seeds)", y=1.04)
-    wflib.save_figure(grid.figure, png, pdf)
+    available = wflib.metric_columns(runs)
+    r1 = [m for m in _layout(paper_path, paper_dataset, available) if wflib.metric_key(m)[0] == 1] or available[:1]
+    summary = length_bin_summary(metrics, dataset, r1)
+    bins = list(summary.sort_values("order").drop_duplicates("bin")["bin"])
+    hue_order = _variant_order(summary, variants)
+    palette = dict(zip(hue_order, sns.color_palette("husl" if len(hue_order) > 10 else "tab10", len(hue_order))))
+    step = min(0.6 / len(hue_order), 0.15)  # dodge: the variants side by side within a bin
+    offsets = {v: (i - (len(hue_order) - 1) / 2) * step for i, v in enumerate(hue_order)}
+    ticks = [f"{b}\n{_n_label(summary.loc[summary['bin'] == b, 'n_queries'])}" for b in bins]
+    panel_width = max(4.2, 0.9 * len(bins) + 0.25 * len(hue_order))
+    fig, axes = plt.subplots(1, len(r1), figsize=(panel_width * len(r1) + 2.2, 3.8), squeeze=False)
+    thin = False
+    for ax, metric in zip(axes[0], r1):
+        for variant in hue_order:
+            sub = summary[(summary["metric"] == metric) & (summary["variant"] == variant)].set_index("bin").loc[bins]
+            x = np.arange(len(bins)) + offsets[variant]
+            colour = palette[variant]
+            ax.plot(x, sub["mean"], color=colour, lw=0.8, alpha=0.5)
+            has = sub["lo"].notna().to_numpy()
+            if has.any():
+                errors = np.vstack([(sub["mean"] - sub["lo"])[has].clip(lower=0),
+                                    (sub["hi"] - sub["mean"])[has].clip(lower=0)])
+                ax.errorbar(x[has], sub["mean"][has], yerr=errors, fmt="o", ms=4, color=colour, capsize=2, lw=1.0)
+            alone = ~has & sub["mean"].notna().to_numpy()
+            if alone.any():  # a bin of < 2 queries: the point, no interval (open marker)
+                thin = True
+                ax.plot(x[alone], sub["mean"][alone], "o", ms=4, mfc="white", color=colour)
+        ax.set_xticks(np.arange(len(bins)), ticks, fontsize=8)
+        ax.set_xlim(-0.6, len(bins) - 0.4)
+        ax.set_title(metric)
+        ax.set_xlabel("video length bin (n = queries)")
+        ax.set_ylabel("recall (%)")
+        ax.grid(axis="y", alpha=0.3)
+    handles = [plt.Line2D([], [], color=palette[v], marker="o", ms=4, label=v) for v in hue_order]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="variant")
+    title = f"{dataset}: recall by video length ({INTERVAL_NOTE})"
+    if thin:
+        title += f"\nopen marker: a bin of < {MIN_QUERIES_FOR_INTERVAL} queries, no interval"
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    wflib.save_figure(fig, png, pdf)
 
 
 # Column suffixes of an interval around a variant's mean in the ablation table's CSV, first match
@@ -112,7 +254,6 @@ def ablation_summary(runs: pd.DataFrame, table: pd.DataFrame | None, metrics: li
 
 def plot_ablation(metrics, dataset, paper_path, paper_dataset, variants, png, pdf, table=None):
     import matplotlib.pyplot as plt
-    import numpy as np
 
     runs = wflib.load_runs(metrics)
     runs = runs[runs["dataset"] == dataset]
