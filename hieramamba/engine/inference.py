@@ -197,7 +197,7 @@ def score(preds: SplitPredictions, eval_cfg, protocol: str) -> dict[str, Any]:
 
 def score_with_hits(preds: SplitPredictions, eval_cfg, protocol: str) -> tuple[dict[str, Any], Callable[[Any], None]]:
     """`score`'s record and a writer of the per-query hits file behind it (`writer(path)`:
-    hieramamba.evaluation.hits_file, one row per scored query with its kind and length bin)."""
+    hieramamba.evaluation.hits_file, one row per scored query with its kind, length bin and video)."""
     ranks = [int(r) for r in eval_cfg.ranks]
     ious = [float(t) for t in eval_cfg.iou_thresholds]
     gt = preds.ground_truth
@@ -218,7 +218,7 @@ def score_with_hits(preds: SplitPredictions, eval_cfg, protocol: str) -> tuple[d
     bins = assign_length_bins({q: preds.durations[q] for q in hits.ids}, edges)
 
     def write(path) -> None:
-        write_hits(path, hits, preds.kinds, bins)
+        write_hits(path, hits, preds.kinds, bins, preds.video_of)
 
     return scored, write
 

@@ -79,6 +79,11 @@ def test_hits_file_reproduces_every_recall_of_metrics_json(reference_run):
     metrics = json.loads((reference_run / "metrics.json").read_text())
     ids, hits = read_hits(reference_run / "hits.csv.gz")
     assert len(ids) == metrics["n_queries"] and set(hits) == set(metrics["metrics"])
+    # each query's video, as predictions.json (the dataset reader's video ids) names it
+    preds = json.loads((reference_run / "predictions.json").read_text())
+    video_of = {r["query_id"]: r["video_id"] for r in preds["results"]}
+    assert [r["video"] for r in ids] == [video_of[r["query_id"]] for r in ids]
+    assert len({r["video"] for r in ids}) > 1
     for m, column in hits.items():
         assert 100.0 * column.mean() == pytest.approx(metrics["metrics"][m], abs=1e-9)
     for field, column_name in (("by_query_kind", "kind"), ("by_length_bin", "length_bin")):

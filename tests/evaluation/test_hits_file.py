@@ -1,5 +1,6 @@
 """Per-query hits: `hits_at_iou` is what `recall_at_iou` averages (both protocols), and the
-hits file round-trips, is byte-deterministic and names itself when malformed."""
+hits file round-trips (with each query's video), is byte-deterministic, names itself when
+malformed and refuses a file written before the video column with the remedy."""
 
 from __future__ import annotations
 
@@ -42,34 +43,54 @@ def test_round_trip_and_deterministic_bytes(tmp_path):
     hits = hits_at_iou(PREDS, GT, ranks=(1, 5), iou_thresholds=(0.3, 0.5))
     kinds = {"a": "plain", "b": "long_range", "c": "plain", "d": "plain"}
     bins = {"a": "0-120s", "b": "120-600s", "d": "0-120s"}
-    write_hits(tmp_path / "one.csv.gz", hits, kinds, bins)
-    write_hits(tmp_path / "two.csv.gz", hits, kinds, bins)
+    videos = {"a": "v1", "b": "v2", "c": "v1", "d": "v1"}
+    write_hits(tmp_path / "one.csv.gz", hits, kinds, bins, videos)
+    write_hits(tmp_path / "two.csv.gz", hits, kinds, bins, videos)
     assert (tmp_path / "one.csv.gz").read_bytes() == (tmp_path / "two.csv.gz").read_bytes()
     ids, read = read_hits(tmp_path / "one.csv.gz")
     assert [r["query_id"] for r in ids] == ["a", "b", "d"]
     assert [r["kind"] for r in ids] == ["plain", "long_range", "plain"]
     assert [r["length_bin"] for r in ids] == ["0-120s", "120-600s", "0-120s"]
+    assert [r["video"] for r in ids] == ["v1", "v2", "v1"]
     assert list(read) == ["R1@0.3", "R1@0.5", "R5@0.3", "R5@0.5"]
     for m in read:
         np.testing.assert_array_equal(read[m], hits.hits[m])
     text = gzip.open(tmp_path / "one.csv.gz", "rt").read()
-    assert text.splitlines()[0] == "query_id,kind,length_bin,R1@0.3,R1@0.5,R5@0.3,R5@0.5"
+    assert text.splitlines()[0] == "query_id,kind,length_bin,video,R1@0.3,R1@0.5,R5@0.3,R5@0.5"
+    assert text.splitlines()[1] == "a,plain,0-120s,v1,1,1,1,1"
 
 
-def test_every_query_needs_a_kind_and_a_bin(tmp_path):
+def test_every_query_needs_a_kind_a_bin_and_a_video(tmp_path):
     hits = hits_at_iou(PREDS, GT, ranks=(1,), iou_thresholds=(0.5,))
+    every = {q: "x" for q in GT}
     with pytest.raises(ValueError, match="'d' has no kind"):
-        write_hits(tmp_path / "h.csv.gz", hits, {"a": "plain", "b": "plain"}, {q: "x" for q in GT})
+        write_hits(tmp_path / "h.csv.gz", hits, {"a": "plain", "b": "plain"}, every, every)
+    with pytest.raises(ValueError, match="'d' has no video"):
+        write_hits(tmp_path / "h.csv.gz", hits, every, every, {"a": "v1", "b": "v1"})
+    assert not (tmp_path / "h.csv.gz").exists()
+
+
+def test_file_without_the_video_column_names_the_remedy(tmp_path):
+    """A file of the first hits layout (no `video`): one error naming the file and the command
+    that rewrites it, not a confusing 'header must start' or 'R{k}@{iou}' message."""
+    run = tmp_path / "runs" / "full" / "seed0"
+    run.mkdir(parents=True)
+    path = run / "hits.csv.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write("query_id,kind,length_bin,R1@0.3\nq1,plain,x,1\n")
+    with pytest.raises(DataError, match="no `video` column") as err:
+        read_hits(path)
+    assert str(path) in str(err.value) and f"hieramamba evaluate {run}" in str(err.value)
 
 
 @pytest.mark.parametrize(
     "body, problem",
     [
-        ("query_id,kind,length_bin,R1@0.3\nq1,plain,x,2\n", "must be 0 or 1"),
+        ("query_id,kind,length_bin,video,R1@0.3\nq1,plain,x,v,2\n", "must be 0 or 1"),
         ("query_id,kind,R1@0.3\nq1,plain,1\n", "header must start"),
-        ("query_id,kind,length_bin,recall\nq1,plain,x,1\n", "R{k}@{iou}"),
-        ("query_id,kind,length_bin,R1@0.3\nq1,plain,x,1\nq1,plain,x,0\n", "more than once"),
-        ("query_id,kind,length_bin,R1@0.3\nq1,plain,1\n", "line 2 has 3 fields"),
+        ("query_id,kind,length_bin,video,recall\nq1,plain,x,v,1\n", "R{k}@{iou}"),
+        ("query_id,kind,length_bin,video,R1@0.3\nq1,plain,x,v,1\nq1,plain,x,v,0\n", "more than once"),
+        ("query_id,kind,length_bin,video,R1@0.3\nq1,plain,v,1\n", "line 2 has 4 fields"),
     ],
 )
 def test_malformed_file_is_named(tmp_path, body, problem):

@@ -2,8 +2,8 @@
 
 It honours the contracts the workflow relies on (DEVELOPING.md): `data synth` writes a folder,
 `data check` writes the JSON + Markdown report, `train ... out=DIR checkpoint_dir=CK` writes a
-checkpoint first, then config.yaml, train_curve.csv, hits.csv.gz (per-query hits whose means are
-the recalls) and finally metrics.json atomically,
+checkpoint first, then config.yaml, train_curve.csv, hits.csv.gz (per-query hits with each query's
+video, whose means are the recalls) and finally metrics.json atomically,
 `evaluate DIR --baseline prior` writes DIR/metrics.prior.json, `bench scaling --out F` a JSON.
 Every call is appended to $FAKE_CALLS. A train whose variant is in $FAKE_SLOW_VARIANTS sleeps
 $FAKE_SLOW_SECONDS (to be killed); one that finds its checkpoint logs `resumed`.
@@ -42,12 +42,17 @@ def layout(dataset: str) -> list[str]:
     return [f"R{k}@{t}" for k in (1, 5) for t in ("0.3", "0.5")]
 
 
-def planted_hits(dataset: str, run_key: str, metric: str, count: int, kinds: list[str]) -> list[int]:
+def planted_hits(dataset: str, run_key: str, metric: str, count: int, kinds: list[str],
+                 events: list[str] | None = None) -> list[int]:
     """`count` hits among the queries, deterministic: every run ranks the queries by a per-dataset
     difficulty (long_range harder) plus a little per-run noise, so runs of one dataset hit
-    mostly the same queries, as real paired runs do."""
+    mostly the same queries, as real paired runs do. `events`: a label per query; the queries of
+    one event (paraphrases of one target) share its difficulty, so they mostly hit or miss together."""
     base, noise = random.Random(f"{dataset}/{metric}"), random.Random(f"{run_key}/{metric}")
-    score = [base.random() + (0.5 if kind == "long_range" else 0.0) + 0.3 * noise.random() for kind in kinds]
+    labels = events if events is not None else list(range(len(kinds)))
+    difficulty = {label: base.random() for label in dict.fromkeys(labels)}
+    score = [difficulty[label] + (0.5 if kind == "long_range" else 0.0) + 0.3 * noise.random()
+             for label, kind in zip(labels, kinds)]
     hits = [0] * len(kinds)
     for i in sorted(range(len(kinds)), key=score.__getitem__)[:count]:
         hits[i] = 1
@@ -58,13 +63,15 @@ def _recall(hits: dict[str, list[int]], rows: list[int]) -> dict[str, float]:
     return {m: 100.0 * sum(h[i] for i in rows) / len(rows) for m, h in hits.items()} if rows else {}
 
 
-def write_hits_and_score(out: Path, kinds: list[str], bins: list[str], hits: dict[str, list[int]],
-                         bin_labels) -> dict:
-    """Write out/hits.csv.gz (the per-query hits contract) and return the metrics.json fields
-    (metrics, n_queries, by_length_bin, by_query_kind) that those hits give."""
+def write_hits_and_score(out: Path, kinds: list[str], bins: list[str], videos: list[str],
+                         hits: dict[str, list[int]], bin_labels) -> dict:
+    """Write out/hits.csv.gz (the per-query hits contract: query_id, kind, length_bin, video, then
+    the metrics) and return the metrics.json fields (metrics, n_queries, by_length_bin,
+    by_query_kind) that those hits give."""
     n = len(kinds)
-    lines = [",".join(["query_id", "kind", "length_bin", *hits])]
-    lines += [",".join([f"q{i:05d}", kinds[i], bins[i], *(str(h[i]) for h in hits.values())]) for i in range(n)]
+    lines = [",".join(["query_id", "kind", "length_bin", "video", *hits])]
+    lines += [",".join([f"q{i:05d}", kinds[i], bins[i], videos[i], *(str(h[i]) for h in hits.values())])
+              for i in range(n)]
     tmp = out / ".hits.csv.gz.tmp"
     with gzip.GzipFile(tmp, "wb", mtime=0) as handle:
         handle.write(("\n".join(lines) + "\n").encode())
@@ -83,10 +90,11 @@ def record(dataset: str, variant: str, seed: int, out: Path) -> dict:
     kinds = ["plain"] * 20 + ["long_range"] * 10
     bin_labels = ("<1 min", "1-3 min", ">3 min")
     bins = [bin_labels[i % 3] for i in range(len(kinds))]
+    videos = [f"v{i % 5}" for i in range(len(kinds))]  # 5 videos, each with both kinds
     hits = {m: planted_hits(dataset, f"{variant}/{seed}", m, min(len(kinds), 3 + 2 * i + digest[i] % 6), kinds)
             for i, m in enumerate(layout(dataset))}
     return {"dataset": dataset, "variant": variant, "seed": seed, "split": "test", "protocol": "snag",
-            **write_hits_and_score(out, kinds, bins, hits, bin_labels), "n_dropped": 0,
+            **write_hits_and_score(out, kinds, bins, videos, hits, bin_labels), "n_dropped": 0,
             "train_time_s": 1.0, "eval_time_s": 0.1, "peak_mem_mb": 100.0,
             "versions": {"python": sys.version.split()[0]}, "device": "cpu (fake)", "git_commit": None,
             "config_sha": "fake"}

@@ -1,7 +1,10 @@
 """workflow/scripts/stats.py on fixture hit matrices whose answers are known: an identical pair
 and an A/A pair cover 0 and are not resolved, a planted difference is resolved, the interval's
-scale is the binomial one, strata and seeds are resampled as documented, P(improve) and
-seeds-needed match hand/textbook values, and a fixed seed makes everything deterministic."""
+scale is the binomial one (over queries, or over videos when a video's queries go together),
+strata, clusters and seeds are resampled as documented, paraphrases added inside their videos
+leave the cluster interval alone (the per-query one would narrow by sqrt(k)), singleton clusters
+are the per-query bootstrap draw for draw, P(improve) and seeds-needed match hand/textbook
+values, and a fixed seed makes everything deterministic."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ _spec.loader.exec_module(stats)
 
 Q, PLAIN = 2000, 1500
 STRATA = np.array(["plain"] * PLAIN + ["long_range"] * (Q - PLAIN))
+VIDEOS = np.arange(Q) // 10  # 200 videos of 10 queries: 150 plain, 50 long_range
 
 
 def full_hits(recalls=(40.0, 41.0, 42.0), seed=0) -> np.ndarray:
@@ -36,7 +40,7 @@ def full_hits(recalls=(40.0, 41.0, 42.0), seed=0) -> np.ndarray:
 
 def test_identical_pair_is_zero_and_not_resolved():
     full = full_hits()
-    (cmp,) = stats.compare(full[None], full[None], STRATA)
+    (cmp,) = stats.compare(full[None], full[None], STRATA, VIDEOS)
     assert (cmp.delta.value, cmp.delta.lo, cmp.delta.hi) == (0.0, 0.0, 0.0)
     assert cmp.delta.lo <= 0.0 <= cmp.delta.hi and not cmp.delta.resolved
     assert cmp.p_improve == 0.5 and math.isinf(cmp.seeds_needed) and cmp.pairs == 3
@@ -48,10 +52,11 @@ def test_aa_pair_covers_zero_and_is_not_resolved():
     full = full_hits()
     rng = np.random.default_rng(1)
     twin = np.stack([row[rng.permutation(Q)] for row in full])
-    (cmp,) = stats.compare(twin[None], full[None], STRATA)
-    assert cmp.delta.value == pytest.approx(0.0, abs=1e-12)
-    assert cmp.delta.lo < 0.0 < cmp.delta.hi and not cmp.delta.resolved
-    assert cmp.delta.hi - cmp.delta.lo > 1.0  # two independent 40 % recalls on 2,000 queries
+    for clusters in (None, VIDEOS):
+        (cmp,) = stats.compare(twin[None], full[None], STRATA, clusters)
+        assert cmp.delta.value == pytest.approx(0.0, abs=1e-12)
+        assert cmp.delta.lo < 0.0 < cmp.delta.hi and not cmp.delta.resolved
+        assert cmp.delta.hi - cmp.delta.lo > 1.0  # two independent 40 % recalls on 2,000 queries
 
 
 def test_planted_difference_is_resolved():
@@ -60,7 +65,7 @@ def test_planted_difference_is_resolved():
     variant = full.copy()
     for row in variant:
         row[np.flatnonzero(row)[:100]] = 0.0
-    (cmp,) = stats.compare(variant[None], full[None], STRATA)
+    (cmp,) = stats.compare(variant[None], full[None], STRATA, VIDEOS)
     assert cmp.delta.value == pytest.approx(-5.0)
     assert cmp.delta.lo < -5.0 < cmp.delta.hi < 0.0 and cmp.delta.resolved
     assert cmp.p_improve == 0.0  # 35-37 % vs 40-42 %: every (variant, full) run pair is worse
@@ -151,3 +156,110 @@ def test_metrics_share_a_call_and_shapes_are_checked():
         stats.compare(stack, stack[:, :, :10], STRATA)
     with pytest.raises(ValueError, match="one label per query"):
         stats.two_way_interval(full, STRATA[:10])
+    with pytest.raises(ValueError, match="clusters must give one label per query"):
+        stats.two_way_interval(full, STRATA, VIDEOS[:10])
+    assert stats.two_way_intervals(stack, STRATA, VIDEOS)[1] == stats.two_way_interval(1.0 - full, STRATA, VIDEOS)
+
+
+# The per-query two-way bootstrap of commit c713bef (before clusters), on the fixture below, for
+# R1@0.3 and a Δ: pinned, so that "singleton clusters are the old bootstrap" is checked against
+# the old code's numbers and not only against the new code's clusters=None path.
+OLD_QUERY_BOOTSTRAP = {"mean": (41.0, 39.13291666666667, 42.80041666666666),
+                       "delta": (-0.33333333333333337, -3.2666666666666666, 2.7508333333333366)}
+
+
+def test_singleton_clusters_are_the_per_query_bootstrap_draw_for_draw():
+    full, other = full_hits(), full_hits((38.0, 43.0, 41.0), seed=5)
+    per_query = stats.two_way_intervals(np.stack([full, other]), STRATA)
+    labels = np.array([f"video-{q}" for q in range(Q)])  # one query per video
+    singletons = stats.two_way_intervals(np.stack([full, other]), STRATA, labels)
+    assert singletons == per_query  # the same draws, bit for bit
+    assert (per_query[0].value, per_query[0].lo, per_query[0].hi) == OLD_QUERY_BOOTSTRAP["mean"]
+    a = stats.compare(other[None], full[None], STRATA)
+    b = stats.compare(other[None], full[None], STRATA, labels)
+    assert a == b
+    assert (a[0].delta.value, a[0].delta.lo, a[0].delta.hi) == pytest.approx(OLD_QUERY_BOOTSTRAP["delta"], abs=1e-12)
+
+
+def clustered_hits(n_videos=120, per_video=(2, 9), recalls=(40.0, 42.0, 41.0), seed=3):
+    """(S, Q) hits of videos of 2-9 queries each whose hit rate varies by video (a video effect:
+    the queries of one video are easy or hard together), with the video of each query."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(per_video[0], per_video[1] + 1, n_videos)
+    videos = np.repeat(np.arange(n_videos), sizes)
+    rate = rng.beta(0.8, 1.2, n_videos)[videos]  # mean 0.4, strongly varying by video
+    rows = [(rng.random(len(videos)) < np.clip(rate + (r - 40.0) / 100, 0, 1)).astype(float) for r in recalls]
+    return np.stack(rows), videos
+
+
+def test_paraphrases_inside_their_video_leave_the_cluster_interval_alone():
+    """Every query repeated k = 4 times inside its video (four paraphrases of one target, hit or
+    missed together): no new information. The cluster bootstrap draws the same videos and each
+    replicate's recall is unchanged (hits and sizes both x k): the same interval, to rounding.
+    The per-query bootstrap counts the copies as independent: on one seed (query sampling alone)
+    its interval narrows by ~sqrt(k) = 2, as if the split were k times larger."""
+    k = 4
+    hits, videos = clustered_hits()
+    strata = np.where(videos % 4 == 0, "long_range", "plain")
+    base = stats.two_way_interval(hits, strata, videos)
+    copies = stats.two_way_interval(np.repeat(hits, k, axis=1), np.repeat(strata, k), np.repeat(videos, k))
+    assert (copies.value, copies.lo, copies.hi) == pytest.approx((base.value, base.lo, base.hi), abs=1e-9)
+    one = hits[:1]
+    base1 = stats.two_way_interval(one, strata, videos)
+    copies1 = stats.two_way_interval(np.repeat(one, k, axis=1), np.repeat(strata, k), np.repeat(videos, k))
+    assert (copies1.lo, copies1.hi) == pytest.approx((base1.lo, base1.hi), abs=1e-9)
+    per_query = stats.two_way_interval(one, strata)
+    per_query_copies = stats.two_way_interval(np.repeat(one, k, axis=1), np.repeat(strata, k))
+    ratio = (per_query.hi - per_query.lo) / (per_query_copies.hi - per_query_copies.lo)
+    assert ratio == pytest.approx(math.sqrt(k), rel=0.15)
+
+
+def test_a_video_effect_widens_the_interval_to_the_video_scale():
+    """One seed, hits constant within each video (a video is all hit or all missed): the data hold
+    as many independent outcomes as videos, 200 here, not 2,000 queries. The cluster interval has
+    the binomial half-width of 200 draws, 1.96 sqrt(p (1-p) / 200) = 6.8 points at p = 0.4; the
+    per-query one that of 2,000, sqrt(10) times narrower."""
+    rng = np.random.default_rng(2)
+    hit_videos = rng.permutation(200)[:80]
+    hits = np.isin(VIDEOS, hit_videos).astype(float)[None]  # 40 %
+    clustered = stats.two_way_interval(hits, None, VIDEOS)
+    per_query = stats.two_way_interval(hits)
+    assert clustered.value == per_query.value == pytest.approx(40.0)
+    assert (clustered.hi - clustered.lo) / 2 == pytest.approx(100 * 1.96 * math.sqrt(0.4 * 0.6 / 200), rel=0.15)
+    assert (per_query.hi - per_query.lo) / 2 == pytest.approx(100 * 1.96 * math.sqrt(0.4 * 0.6 / Q), rel=0.15)
+
+
+def test_clusters_are_drawn_within_their_kind_and_a_lone_cluster_stays_fixed():
+    """Videos are all-hit (plain) or all-miss (long_range): drawn within their kind, a replicate
+    keeps 150 plain videos and 50 long-range ones, all of 10 queries: always 75 %. A kind with a
+    single video cannot be resampled and stays fixed in every replicate."""
+    hits = np.tile((STRATA == "plain").astype(float), (3, 1))
+    interval = stats.two_way_interval(hits, STRATA, VIDEOS)
+    assert (interval.lo, interval.value, interval.hi) == pytest.approx((75.0, 75.0, 75.0))
+    lone = np.where(VIDEOS == 0, "long_range", "plain")  # video 0 is the only long_range video
+    only_plain_moves = stats.two_way_interval((VIDEOS == 0).astype(float)[None], lone, VIDEOS)
+    assert (only_plain_moves.lo, only_plain_moves.hi) == pytest.approx((0.5, 0.5))  # 10 of 2,000 always
+
+
+def test_larger_drawn_clusters_weigh_more(monkeypatch):
+    """Ratio estimator: the recall of the resampled set. Two videos, one of 1 query (a hit) and one
+    of 9 (all missed), one seed: the replicates are {hit, hit} -> 100 %, {miss, miss} -> 0 % and
+    {hit, miss} -> 10 % (1 of 10 queries), not the 50 % a mean of per-video recalls would give."""
+    hits = np.array([[1.0] + [0.0] * 9])
+    videos = np.array([0] + [1] * 9)
+    seen = set()
+
+    def record(stat):
+        def wrapped(*drawn, axis=-1):
+            out = stat(*drawn, axis=axis)
+            seen.update(np.round(np.ravel(out), 9).tolist())
+            return out
+        return wrapped
+
+    from scipy import stats as sps
+    original = sps.bootstrap
+    monkeypatch.setattr(sps, "bootstrap", lambda data, statistic, **kw: original(data, record(statistic), **kw))
+    interval = stats.two_way_interval(hits, None, videos, n_resamples=200)
+    assert interval.value == pytest.approx(10.0)
+    assert seen == {0.0, 10.0, 100.0}
+

@@ -151,9 +151,10 @@ def test_controls(tables):
     assert not negative[[c for c in negative.columns if c.endswith("_resolved")]].any().any()
     text = (tables / "ablation_synth_tacos.md").read_text()
     assert "| no_global (positive control) | long_range |" in text
-    assert "Observed: resolved worse on long_range in 2 of 4 shown metrics" in text
+    assert "Observed: resolved worse on long_range in 3 of 4 shown metrics" in text
     assert "full_aa: negative (A/A) control" in text and "Observed: 0 of 12 Δ cells flagged." in text
-    assert "scipy.stats.bootstrap" in text and "resampling seeds and, independently, queries" in text
+    assert "scipy.stats.bootstrap" in text and "clusters of queries = videos within each query kind" in text
+    assert "Warning" not in text  # every fixture hits file names its videos
 
 
 def test_stride_order_and_constant_delta(tables):
@@ -224,3 +225,54 @@ def test_bad_metrics_file_is_named(fixture_runs, tmp_path):
                             capture_output=True, text=True)
     assert result.returncode != 0
     assert str(bad) in result.stderr and "variant" in result.stderr
+
+
+def _ablation_args(runs, variant_files, out):
+    chosen = [str(p) for p in sorted(runs.glob("*/seed*/metrics.json")) if p.parts[-3] in ("full", "no_gate")]
+    return ["ablation", "--dataset", "synth_tacos", "--paper-dataset", "tacos", "--paper", PAPER, "--synthetic",
+            "--metrics", *chosen, "--variant-files", *variant_files, "--variants", "full", "no_gate", "--out", str(out)]
+
+
+def _drop_video(path):
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.drop(columns="video").to_csv(path, index=False)
+
+
+def test_hits_files_without_videos_fall_back_to_queries_with_a_warning(fixture_runs, tmp_path):
+    """Hits files of the first layout (no `video` column): when no run of the table names the
+    videos, each query is its own cluster (the per-query bootstrap, narrower here: the fixture's
+    paraphrases hit together) and the footnote says so; when one run names them, the others
+    borrow its videos and the table is the one of all-new files."""
+    root, _, variant_files = fixture_runs
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "runs" / "synth_tacos", runs)
+    run_script("tables.py", *_ablation_args(runs, variant_files, tmp_path / "new"))
+    legacy = sorted(runs.glob("*/seed*/hits.csv.gz"))
+    for path in legacy[1:]:  # all but full/seed0 (the first run read) lose the column
+        _drop_video(path)
+    run_script("tables.py", *_ablation_args(runs, variant_files, tmp_path / "borrowed"))
+    assert (tmp_path / "borrowed.csv").read_text() == (tmp_path / "new.csv").read_text()
+    assert "Warning" not in (tmp_path / "borrowed.md").read_text()
+    _drop_video(legacy[0])
+    result = run_script("tables.py", *_ablation_args(runs, variant_files, tmp_path / "old"))
+    text = (tmp_path / "old.md").read_text()
+    assert "Warning: the hits files of this table's 6 runs predate the `video` column" in text
+    assert "hieramamba evaluate RUN_DIR" in text and "predate the `video` column" in result.stderr
+    new, old = _rows(tmp_path / "new.csv"), _rows(tmp_path / "old.csv")
+    assert (old["R1@0.3_mean"] == new["R1@0.3_mean"]).all() and (old["R1@0.3_delta"].equals(new["R1@0.3_delta"]))
+    width = lambda f, c: (f[f"R1@0.3_{c}hi"] - f[f"R1@0.3_{c}lo"]).loc[("full", "all")]  # noqa: E731
+    assert width(old, "") < 0.9 * width(new, "")
+
+
+def test_runs_naming_different_videos_are_refused(fixture_runs, tmp_path):
+    root, _, variant_files = fixture_runs
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "runs" / "synth_tacos", runs)
+    path = runs / "no_gate" / "seed1" / "hits.csv.gz"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[frame["query_id"] == "q00003", "video"] = "elsewhere"
+    frame.to_csv(path, index=False)
+    args = _ablation_args(runs, variant_files, tmp_path / "t")
+    result = subprocess.run([sys.executable, str(SCRIPTS / "tables.py"), *args], capture_output=True, text=True)
+    assert result.returncode != 0 and str(path) in result.stderr
+    assert "give query 'q00003' different videos" in result.stderr

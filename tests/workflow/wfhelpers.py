@@ -49,6 +49,10 @@ SEED_OFFSET = {"full_aa": 1000}  # as ablations/full_aa.yaml
 
 FIXTURE_KINDS = ["plain"] * 300 + ["long_range"] * 100  # 400 queries per split
 FIXTURE_BINS = [BINS[i % len(BINS)] for i in range(len(FIXTURE_KINDS))]
+# laid out as the synthetic TACoS: 25 videos, each with 6 plain events and 2 long-range targets,
+# 2 paraphrased sentences per event (16 queries per video); paraphrases share their event's difficulty
+FIXTURE_VIDEOS = [f"v{i // 12:02d}" for i in range(300)] + [f"v{j // 4:02d}" for j in range(100)]
+FIXTURE_EVENTS = [f"{video}/{kind}{i // 2}" for i, (video, kind) in enumerate(zip(FIXTURE_VIDEOS, FIXTURE_KINDS))]
 
 
 def metrics_record(dataset, variant, seed, values, out: Path, **extra):
@@ -59,10 +63,10 @@ def metrics_record(dataset, variant, seed, values, out: Path, **extra):
     for m, value in values.items():
         count = value * n / 100.0
         assert count == round(count), f"fixture recall {value} of {m} is not a whole number of {n} queries"
-        hits[m] = planted_hits(dataset, f"{variant}/{seed}", m, round(count), FIXTURE_KINDS)
+        hits[m] = planted_hits(dataset, f"{variant}/{seed}", m, round(count), FIXTURE_KINDS, FIXTURE_EVENTS)
     record = {
         "dataset": dataset, "variant": variant, "seed": seed, "split": "test", "protocol": "snag",
-        **write_hits_and_score(out, FIXTURE_KINDS, FIXTURE_BINS, hits, BINS), "n_dropped": 0,
+        **write_hits_and_score(out, FIXTURE_KINDS, FIXTURE_BINS, FIXTURE_VIDEOS, hits, BINS), "n_dropped": 0,
         "train_time_s": 10.0 + seed, "eval_time_s": 1.0, "peak_mem_mb": 500.0 + 10 * seed,
         "versions": {"python": "3.11.7", "torch": "2.13.0", "cuda": None, "mamba_ssm": None, "hieramamba": "0.1.0"},
         "device": "cpu (fixture)", "git_commit": "fixture", "config_sha": "fixture",

@@ -7,12 +7,23 @@ by *seed index* = seed - the variant's `seed_offset` (ablation files; 0 by defau
 control `full_aa` (same model, disjoint seeds) is paired with `full` index by index.
 
 Every comparison is made on all queries ("all", bootstrap stratified by query kind) and on each
-query kind alone (`plain`, `long_range`, ...).
+query kind alone (`plain`, `long_range`, ...). The bootstrap resamples videos, the queries of a
+video drawn together (stats.py): the `video` column of the hits files gives each query's cluster.
+
+Hits files written before the `video` column (the first layout of issue 11) are read, not
+refused: a query's video is a fact of the split, not of the run, so when any run of the table
+names the videos, the others borrow them (every run scores the same query ids, checked). When
+none does, each query is its own cluster (the old per-query bootstrap) and `TableHits.warning`
+says so, for the table's footnote: its intervals are too narrow where a video holds several
+queries. Refusing instead would leave a table unbuildable for a run whose checkpoints were
+removed (`make clean-checkpoints`), since `hieramamba evaluate RUN_DIR`, which rewrites the
+file, needs them.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +33,8 @@ import pandas as pd
 import stats
 
 HITS_FILE = "hits.csv.gz"
-ID_COLUMNS = ("query_id", "kind", "length_bin")
+ID_COLUMNS = ("query_id", "kind", "length_bin", "video")
+LEGACY_ID_COLUMNS = ID_COLUMNS[:3]  # hits files written before the video column
 ALL = "all"  # the row over every query
 KIND_ORDER = ("plain", "long_range")
 # the per-metric columns of a record (`<metric>_<column>`)
@@ -33,8 +45,9 @@ TOLERANCE = 1e-6  # percent: a hits file disagreeing with its metrics.json by mo
 
 @dataclass
 class RunHits:
-    ids: pd.DataFrame  # query_id, kind, length_bin; sorted by query_id
+    ids: pd.DataFrame  # query_id, kind, length_bin, video (None in a legacy file); sorted by query_id
     values: np.ndarray  # (M, Q) bool, columns in the order of `ids`
+    has_video: bool = True  # False: a file written before the video column
 
 
 def seed_offset(specs: dict, variant: str) -> int:
@@ -49,8 +62,12 @@ def read_run_hits(run: pd.Series, metrics: list[str]) -> RunHits:
                          f"`hieramamba train` since issue 11; for an older run: `hieramamba evaluate {run['run_dir']}`)")
     frame = pd.read_csv(path, dtype={c: str for c in ID_COLUMNS}, keep_default_na=False)
     missing = [m for m in metrics if m not in frame.columns]
-    if missing or tuple(frame.columns[:3]) != ID_COLUMNS:
+    has_video = tuple(frame.columns[:len(ID_COLUMNS)]) == ID_COLUMNS
+    legacy = not has_video and tuple(frame.columns[:len(LEGACY_ID_COLUMNS)]) == LEGACY_ID_COLUMNS
+    if missing or not (has_video or legacy):
         raise ValueError(f"{path}: expected columns {list(ID_COLUMNS)} + {metrics}, got {list(frame.columns)}")
+    if legacy:
+        frame.insert(len(LEGACY_ID_COLUMNS), "video", None)
     bad = [m for m in metrics if not frame[m].isin([0, 1]).all()]
     if bad:
         raise ValueError(f"{path}: hit columns must hold 0 or 1, {bad[0]} does not")
@@ -64,16 +81,20 @@ def read_run_hits(run: pd.Series, metrics: list[str]) -> RunHits:
             raise ValueError(f"{path}: {m} over its {len(frame)} queries is {measured:.6f} but "
                              f"{Path(run['run_dir']) / 'metrics.json'} says {recorded:.6f}")
     frame = frame.sort_values("query_id", kind="stable").reset_index(drop=True)
-    return RunHits(frame[list(ID_COLUMNS)], frame[metrics].to_numpy(dtype=bool).T)
+    return RunHits(frame[list(ID_COLUMNS)], frame[metrics].to_numpy(dtype=bool).T, has_video)
 
 
 class TableHits:
-    """Hits of every run of a table; every run must score the same queries (checked)."""
+    """Hits of every run of a table; every run must score the same queries (checked), and the
+    runs that name the queries' videos must name the same ones (checked). `videos`: the video of
+    each query of `ids` (the bootstrap's clusters), None when no run's file names them; then
+    `warning` is the footnote sentence that says so (else None)."""
 
     def __init__(self, runs: pd.DataFrame, metrics: list[str], specs: dict, reference: str = "full"):
         self.metrics = metrics
         self.runs = {}  # (variant, seed index) -> RunHits
         ids = None
+        named, named_by, legacy = None, None, []  # the first run's videos that names them; runs that do not
         for _, run in runs.sort_values(["variant", "seed"]).iterrows():
             hits = read_run_hits(run, metrics)
             if ids is None:
@@ -82,8 +103,30 @@ class TableHits:
                 raise ValueError(f"{run['run_dir']}/{HITS_FILE} and {first}/{HITS_FILE} score different queries: "
                                  "runs of one table must be evaluated on the same split")
             self.runs[(run["variant"], int(run["seed"]) - seed_offset(specs, run["variant"]))] = hits
+            if hits.has_video:
+                if named is None:
+                    named, named_by = hits.ids["video"], run["run_dir"]
+                elif not hits.ids["video"].equals(named):
+                    q = hits.ids["query_id"][hits.ids["video"] != named].iloc[0]
+                    raise ValueError(f"{run['run_dir']}/{HITS_FILE} and {named_by}/{HITS_FILE} give query {q!r} "
+                                     "different videos: runs of one table must be evaluated on the same split")
+            else:
+                legacy.append(str(run["run_dir"]))
         self.ids = ids if ids is not None else pd.DataFrame(columns=list(ID_COLUMNS))
         self.reference = reference
+        self.videos = None if named is None else named.to_numpy(dtype=object)
+        self.warning = None
+        if self.videos is None and legacy:
+            self.warning = (
+                f"Warning: the hits files of this table's {len(legacy)} runs predate the `video` column, so each query was "
+                "resampled alone, as if the queries of one video (and the paraphrases of one event) were independent: "
+                "the intervals are too narrow and ✓ too easy wherever a video holds several queries. Re-evaluate the "
+                f"runs (`hieramamba evaluate RUN_DIR`, e.g. {legacy[0]}) for the video-cluster intervals.")
+            print(f"evidence: {self.warning}", file=sys.stderr)
+
+    def clusters(self, columns: np.ndarray) -> np.ndarray | None:
+        """The bootstrap's cluster label (the video) of the selected queries; None: each its own."""
+        return None if self.videos is None else self.videos[columns]
 
     def kinds(self) -> list[str]:
         """The query kinds present: plain, long_range (metrics.json's order), then any other, sorted."""
@@ -117,13 +160,14 @@ def evidence_records(hits: TableHits, variants: list[str]) -> list[dict]:
     for kind, cols in _kind_columns(hits):
         strata = kinds[cols] if kind == ALL else None
         stacks = {v: hits.stack(v, own[v], cols) for v in variants if own[v] and len(cols)}  # (M, S, Q_k)
-        means = stats.intervals_many(stacks, strata)
+        clusters = hits.clusters(cols)  # videos: stats.py makes a cluster of each (video, kind)
+        means = stats.intervals_many(stacks, strata, clusters)
         pairs = {}
         for v in variants:
             common = sorted(set(own[v]) & set(ref_idx))
             if v != hits.reference and common and len(cols):
                 pairs[v] = (hits.stack(v, common, cols), hits.stack(hits.reference, ref_idx, cols))
-        compared = stats.compare_many(pairs, strata)
+        compared = stats.compare_many(pairs, strata, clusters)
         for v in variants:
             record = {"variant": v, "kind": kind, "n_queries": len(cols), "seeds": len(own[v])}
             recalls = 100.0 * stacks[v].mean(axis=2) if v in stacks else None  # (M, S) run recalls

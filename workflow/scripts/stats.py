@@ -3,15 +3,27 @@
 The unit of data is a hit matrix `H (S, Q)`: row s = one training seed, column q = one evaluation
 query, entry 1 when the query is a hit at a given R{k}@{iou}. A run's recall is 100 * mean of
 its row. Seeds and queries are *crossed* (every seed is scored on the same queries), so the
-bootstrap resamples both factors independently ("two-way" or pigeonhole bootstrap, Owen 2007):
+bootstrap resamples both factors independently ("two-way" or pigeonhole bootstrap, Owen 2007).
+Queries are not independent, though: the queries of one video share its noise, style and layout,
+and paraphrased sentences share the very same target window (2 per event on the synthetic TACoS,
+~130 sentences per video on real TACoS). So the query factor is resampled by *cluster*, the
+cluster being a video (hierarchical / cluster bootstrap, Davison & Hinkley 1997 §3.8; Field &
+Welsh 2007), within each stratum (the query kinds, as rliable stratifies runs by task):
 
-* each replicate draws S seed rows with replacement and, independently, Q query columns with
-  replacement *within each stratum* (the query kinds, so every replicate keeps the split's
-  plain / long_range mix), and takes 100 * mean of the drawn S x Q sub-matrix;
+* a cluster is the (video, kind) group of queries: the stratum k has C_k clusters of sizes n_c;
+* each replicate draws S seed rows with replacement and, independently, C_k clusters with
+  replacement *within each stratum* (so every replicate keeps the split's plain / long_range
+  mix of clusters), and recomputes the recall on the resampled data: the ratio estimator
+  100 * (hits summed over the drawn seeds and the drawn clusters' queries)
+      / (S * queries in the drawn clusters),
+  so a replicate that draws larger clusters weighs them more, exactly as the recall of a
+  resampled dataset would;
+* a stratum of a single cluster cannot be resampled: it stays fixed (in every replicate);
 * the 95 % interval is the percentile interval of 2,000 such replicates, computed by
   `scipy.stats.bootstrap(method="percentile")`, which draws each of its samples (the seed index
-  vector and one query index vector per stratum; `paired=False`) independently — exactly the
-  two-way scheme above. With a single seed only the queries are resampled.
+  vector and one cluster index vector per stratum; `paired=False`) independently — exactly the
+  scheme above. With a single seed only the clusters are resampled. Without cluster labels (or
+  when every cluster holds one query) it is the per-query two-way bootstrap, draw for draw.
 
 A comparison of a variant with `full` uses the difference matrix `D = H_variant - H_full` over the
 seed indices both have (the variant's i-th seed against full's i-th seed: the same data, its own
@@ -54,8 +66,9 @@ MIN_PAIRS_TO_RESOLVE = 3  # fewer paired seeds: the seed resampling is too coars
 
 METHOD_NOTE = (
     f"Intervals: {CONFIDENCE:.0%} percentile bootstrap (scipy.stats.bootstrap, {N_RESAMPLES} replicates, "
-    "fixed seed) resampling seeds and, independently, queries within each query kind (two-way bootstrap "
-    "of the seed x query hit matrix). Δ = variant − full, paired by seed index and query; ✓ = resolved "
+    "fixed seed) resampling seeds and, independently, clusters of queries = videos within each query kind "
+    "(a video's queries are drawn together, paraphrases and all; cluster bootstrap of the seed x query hit "
+    "matrix, recall recomputed on each resampled set). Δ = variant − full, paired by seed index and query; ✓ = resolved "
     f"(the Δ interval excludes 0, with at least {MIN_PAIRS_TO_RESOLVE} paired seeds); † = the interval excludes 0 "
     f"but fewer than {MIN_PAIRS_TO_RESOLVE} seeds are paired, too few for the seed resampling to be trusted "
     "(not counted as resolved). P↑ = P(variant > full), rliable's probability of improvement over "
@@ -114,10 +127,23 @@ def _strata_columns(strata: Sequence | None, n_queries: int) -> list[np.ndarray]
     return [np.flatnonzero(strata == label) for label in labels]
 
 
-def two_way_intervals(stack: np.ndarray, strata: Sequence | None = None, *, seed: int = BOOTSTRAP_SEED,
-                      n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE) -> list[Interval]:
-    """Per metric m: 100 * mean of `stack[m] (S, Q)` with its two-way bootstrap interval (module
-    docstring). `stack (M, S, Q)`: the metrics share each replicate's draw of seeds and queries."""
+def _cluster_ids(clusters: Sequence | None, cols: np.ndarray) -> np.ndarray:
+    """Per column of one stratum (`cols`), the index of its cluster within the stratum, clusters
+    numbered in first-seen order (each query its own cluster when `clusters` is None)."""
+    if clusters is None:
+        return np.arange(len(cols))
+    labels = np.asarray(clusters)[cols].tolist()
+    number = {label: i for i, label in enumerate(dict.fromkeys(labels))}
+    return np.array([number[label] for label in labels], dtype=int)
+
+
+def two_way_intervals(stack: np.ndarray, strata: Sequence | None = None, clusters: Sequence | None = None, *,
+                      seed: int = BOOTSTRAP_SEED, n_resamples: int = N_RESAMPLES,
+                      confidence: float = CONFIDENCE) -> list[Interval]:
+    """Per metric m: 100 * mean of `stack[m] (S, Q)` with its two-way cluster bootstrap interval
+    (module docstring). `stack (M, S, Q)`: the metrics share each replicate's draw of seeds and
+    clusters. `strata`, `clusters`: a label per query (its kind, its video); a cluster is the
+    queries sharing a (stratum, cluster label); None: one stratum, each query its own cluster."""
     from scipy import stats
 
     stack = np.asarray(stack, dtype=float)
@@ -125,31 +151,52 @@ def two_way_intervals(stack: np.ndarray, strata: Sequence | None = None, *, seed
         raise ValueError(f"expected a (metrics, seeds, queries) stack with seeds and queries, got shape {stack.shape}")
     if stack.shape[0] == 0:
         return []
-    _, n_seeds, n_queries = stack.shape
+    n_metrics, n_seeds, n_queries = stack.shape
+    if clusters is not None and np.shape(clusters) != (n_queries,):
+        raise ValueError(f"clusters must give one label per query ({n_queries}), got shape {np.shape(clusters)}")
     values = 100.0 * stack.mean(axis=(1, 2))  # (M,)
-    columns = _strata_columns(strata, n_queries)
-    # strata of one query cannot be resampled (scipy needs >= 2 observations): they stay fixed
-    fixed = [c for c in columns if len(c) < 2]
-    moving = [c for c in columns if len(c) >= 2]
-    fixed_sum = stack[:, :, np.concatenate(fixed)].sum(axis=2) if fixed else np.zeros(stack.shape[:2])  # (M, S)
+    # per stratum: its clusters' hit sums (M, S, C_k) and sizes (C_k,)
+    sums, sizes = [], []
+    for cols in _strata_columns(strata, n_queries):
+        ids = _cluster_ids(clusters, cols)
+        n_clusters = int(ids.max()) + 1
+        total = np.zeros((n_clusters, n_metrics * n_seeds))
+        np.add.at(total, ids, stack[:, :, cols].reshape(n_metrics * n_seeds, -1).T)  # exact: integer sums
+        sums.append(total.T.reshape(n_metrics, n_seeds, n_clusters))
+        sizes.append(np.bincount(ids, minlength=n_clusters).astype(float))
+    # strata of one cluster cannot be resampled (scipy needs >= 2 observations): they stay fixed
+    fixed_sum = np.zeros((n_metrics, n_seeds))  # (M, S)
+    fixed_size = 0.0
+    moving = []
+    for total, size in zip(sums, sizes):
+        if len(size) < 2:
+            fixed_sum, fixed_size = fixed_sum + total.sum(axis=2), fixed_size + float(size.sum())
+        else:
+            moving.append((total, size))
     resample_seeds = n_seeds >= 2
-    samples = ([np.arange(n_seeds)] if resample_seeds else []) + [np.arange(len(c)) for c in moving]
-    if not samples:  # one seed, one query: nothing to resample
+    samples = ([np.arange(n_seeds)] if resample_seeds else []) + [np.arange(len(size)) for _, size in moving]
+    if not samples:  # one seed, one cluster: nothing to resample
         return [Interval(float(v), float(v), float(v)) for v in values]
 
-    # hits are 0/1 (differences -1/0/1) and counts sum to Q: the per-seed sums below are integers
-    # far below 2**24, exact in float32, which halves the memory traffic of the big products
-    stack32 = stack.astype(np.float32)
+    # hits are 0/1 (differences -1/0/1): a replicate's per-seed sum is an integer of at most
+    # (clusters drawn) x (largest cluster); below 2**24 it is exact in float32, which halves the
+    # memory traffic of the big products
+    bound = max(len(size) * float(size.max()) for _, size in moving) if moving else 0.0
+    dtype = np.float32 if fixed_size + bound < 2 ** 24 else np.float64
+    moving = [(total.astype(dtype).transpose(0, 2, 1), size.astype(dtype)) for total, size in moving]  # (M, C_k, S)
 
     def statistic(*drawn, axis=-1):
         batched = np.ndim(drawn[0]) > 1  # scipy passes (B, n) resamples; (n,) for the data itself
         drawn = list(drawn)
         seed_weights = _counts(drawn.pop(0), n_seeds) if resample_seeds else np.ones((1, n_seeds))  # (B, S)
-        per_seed = fixed_sum[:, None, :]  # (M, B, S): hits summed over the drawn queries, per seed
-        for idx, cols in zip(drawn, moving):
-            # (1, B, Q_k) @ (M, Q_k, S) -> (M, B, S)
-            per_seed = per_seed + np.matmul(_counts(idx, len(cols))[None], stack32[:, :, cols].transpose(0, 2, 1))
-        out = 100.0 * (seed_weights[None] * per_seed.astype(float)).sum(axis=-1) / (n_seeds * n_queries)  # (M, B)
+        per_seed = fixed_sum[:, None, :]  # (M, B, S): hits summed over the drawn clusters, per seed
+        size = fixed_size  # queries drawn: a scalar, or (B,) once a stratum is resampled
+        for idx, (total, n_of) in zip(drawn, moving):
+            counts = _counts(idx, len(n_of)).astype(dtype)  # (B, C_k)
+            # (1, B, C_k) @ (M, C_k, S) -> (M, B, S)
+            per_seed = per_seed + np.matmul(counts[None], total)
+            size = size + (counts @ n_of).astype(float)
+        out = 100.0 * (seed_weights[None] * per_seed.astype(float)).sum(axis=-1) / (n_seeds * size)  # (M, B)
         return out if batched else out[:, 0]
 
     result = stats.bootstrap(samples, statistic, n_resamples=n_resamples, confidence_level=confidence,
@@ -159,9 +206,10 @@ def two_way_intervals(stack: np.ndarray, strata: Sequence | None = None, *, seed
     return [Interval(float(v), float(lo), float(hi)) for v, lo, hi in zip(values, lows, highs)]
 
 
-def two_way_interval(matrix: np.ndarray, strata: Sequence | None = None, **kwargs) -> Interval:
+def two_way_interval(matrix: np.ndarray, strata: Sequence | None = None, clusters: Sequence | None = None,
+                     **kwargs) -> Interval:
     """`two_way_intervals` of one metric's `matrix (S, Q)`."""
-    return two_way_intervals(np.asarray(matrix, dtype=float)[None], strata, **kwargs)[0]
+    return two_way_intervals(np.asarray(matrix, dtype=float)[None], strata, clusters, **kwargs)[0]
 
 
 def probability_of_improvement(variant: Sequence[float], reference: Sequence[float]) -> float:
@@ -207,16 +255,17 @@ def seeds_needed(differences: Sequence[float], alpha: float = ALPHA, power: floa
     return math.inf
 
 
-def intervals_many(stacks: dict, strata: Sequence | None = None, **kwargs) -> dict:
-    """`two_way_intervals` of several `(M_i, S, Q)` stacks: those with the same seed count go through
-    one bootstrap call (the same draws a call per stack would make: same seed, same sample sizes),
-    which shares the costly resampling of the queries."""
+def intervals_many(stacks: dict, strata: Sequence | None = None, clusters: Sequence | None = None,
+                   **kwargs) -> dict:
+    """`two_way_intervals` of several `(M_i, S, Q)` stacks on the same queries (one `strata`, one
+    `clusters`): those with the same seed count go through one bootstrap call (the same draws a call
+    per stack would make: same seed, same sample sizes), which shares the costly resampling."""
     out = {}
     by_seeds: dict[int, list] = {}
     for key, stack in stacks.items():
         by_seeds.setdefault(np.shape(stack)[1], []).append(key)
     for keys in by_seeds.values():
-        merged = two_way_intervals(np.concatenate([stacks[k] for k in keys], axis=0), strata, **kwargs)
+        merged = two_way_intervals(np.concatenate([stacks[k] for k in keys], axis=0), strata, clusters, **kwargs)
         start = 0
         for k in keys:
             out[k] = merged[start:start + len(stacks[k])]
@@ -224,9 +273,11 @@ def intervals_many(stacks: dict, strata: Sequence | None = None, **kwargs) -> di
     return out
 
 
-def compare_many(pairs: dict, strata: Sequence | None = None, **kwargs) -> dict:
+def compare_many(pairs: dict, strata: Sequence | None = None, clusters: Sequence | None = None,
+                 **kwargs) -> dict:
     """Per key, per metric: variant `(M, S_v, Q)` vs reference `(M, S_r, Q)` hit stacks (same
-    query columns; seed rows paired by index up to min(S_v, S_r)). P(improve) uses every run of both."""
+    query columns; seed rows paired by index up to min(S_v, S_r)); the Δ interval resamples seeds
+    and clusters as `two_way_intervals`. P(improve) uses every run of both."""
     diffs, out = {}, {}
     for key, (variant, reference) in pairs.items():
         variant, reference = np.asarray(variant, dtype=float), np.asarray(reference, dtype=float)
@@ -238,7 +289,7 @@ def compare_many(pairs: dict, strata: Sequence | None = None, **kwargs) -> dict:
             out[key] = [Comparison(nan, math.nan, math.nan, 0) for _ in range(variant.shape[0])]
             continue
         diffs[key] = variant[:, :n_pairs] - reference[:, :n_pairs]  # (M, pairs, Q) in {-1, 0, 1}
-    deltas = intervals_many(diffs, strata, **kwargs)
+    deltas = intervals_many(diffs, strata, clusters, **kwargs)
     for key, diff in diffs.items():
         variant, reference = (np.asarray(x, dtype=float) for x in pairs[key])
         run_v, run_r = 100.0 * variant.mean(axis=2), 100.0 * reference.mean(axis=2)  # (M, S) run recalls
@@ -248,6 +299,7 @@ def compare_many(pairs: dict, strata: Sequence | None = None, **kwargs) -> dict:
     return out
 
 
-def compare(variant: np.ndarray, reference: np.ndarray, strata: Sequence | None = None, **kwargs) -> list[Comparison]:
+def compare(variant: np.ndarray, reference: np.ndarray, strata: Sequence | None = None,
+            clusters: Sequence | None = None, **kwargs) -> list[Comparison]:
     """`compare_many` of one (variant, reference) pair."""
-    return compare_many({0: (variant, reference)}, strata, **kwargs)[0]
+    return compare_many({0: (variant, reference)}, strata, clusters, **kwargs)[0]

@@ -88,8 +88,8 @@ def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=N
                                [wflib.fmt_num(v) for v in values], wflib.fmt_num(row["avg"])))
     ours = {}
     # 95 % intervals over seeds and queries, from the per-query hits (the "all" rows)
-    intervals = {r["variant"]: r for r in _comparison(runs, variants, layout, variant_specs or {})
-                 if r["kind"] == evidence.ALL}
+    records, warnings = _comparison(runs, variants, layout, variant_specs or {})
+    intervals = {r["variant"]: r for r in records if r["kind"] == evidence.ALL}
     for variant in _ordered(variants, runs):
         spread = {m: wflib.seed_stats(runs, variant, m) for m in layout + ["avg"]}
         n = max(s[2] for s in spread.values())
@@ -122,8 +122,9 @@ def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=N
             shown.append(shown_row("Δ ours − paper", f"{variant} vs {row['method']}", row["source"], wflib.DASH,
                                    [wflib.fmt_signed(d) for d in deltas], wflib.fmt_signed(d_avg)))
     notes = ["Ours: mean [95 % interval] (recall, %): percentile bootstrap (scipy.stats.bootstrap) resampling "
-             "seeds and, independently, queries within each query kind, as in the ablation tables; the CSV adds "
-             "the sample std over seeds (`_std`). Avg: mean of the row's recalls, ± its sample std over seeds."]
+             "seeds and, independently, videos (a video's queries drawn together) within each query kind, as in "
+             "the ablation tables; the CSV adds the sample std over seeds (`_std`). Avg: mean of the row's recalls, "
+             "± its sample std over seeds."] + warnings
     if baseline is not None and not baseline.empty:
         notes.append("Baseline: a fixed start/end prior fitted on the training split "
                      "(`hieramamba evaluate --baseline prior`), no model.")
@@ -154,8 +155,9 @@ CONTROLS = {
 
 
 def _comparison(runs, variants, layout, specs, reference="full"):
-    """Records per (variant, query kind) from the runs' per-query hits (evidence.py); a layout
-    metric the runs did not measure gets empty (NaN) columns."""
+    """Records per (variant, query kind) from the runs' per-query hits (evidence.py), and the
+    footnotes they need (a warning when the hits files name no videos); a layout metric the runs
+    did not measure gets empty (NaN) columns."""
     measured = [m for m in layout if m in runs.columns and runs[m].notna().all()]
     hits = evidence.TableHits(runs, measured, specs, reference)
     records = evidence.evidence_records(hits, _ordered(variants, runs, reference))
@@ -163,7 +165,7 @@ def _comparison(runs, variants, layout, specs, reference="full"):
         for m in layout:
             if m not in measured:
                 record.update({f"{m}_{c}": math.nan for c in evidence.COLUMNS})
-    return records
+    return records, [hits.warning] if hits.warning else []
 
 
 def _delta_cell(record, m):
@@ -208,11 +210,11 @@ def _control_verdicts(records, specs, metrics):
     return notes
 
 
-def _evidence_notes():
-    return [stats.METHOD_NOTE, "Rows: every query (all; the bootstrap keeps the query-kind mix) and each query "
+def _evidence_notes(warnings=()):
+    return [stats.METHOD_NOTE, *warnings, "Rows: every query (all; the bootstrap keeps the query-kind mix) and each query "
             "kind alone. Recall in %; the CSV adds the seed std (`_std`), interval bounds (`_lo`, `_hi`) and "
-            "the paired seed count (`_pairs`). With a single (paired) seed an interval covers query sampling "
-            "only and n is —."]
+            "the paired seed count (`_pairs`). With a single (paired) seed an interval covers the sampling "
+            "of videos (and so of queries) only and n is —."]
 
 
 def build_ablation(runs, paper, dataset, paper_name, synthetic, variants, variant_specs):
@@ -221,7 +223,7 @@ def build_ablation(runs, paper, dataset, paper_name, synthetic, variants, varian
     # controls after the ablations they vouch for
     variants = ([v for v in variants if not (variant_specs.get(v) or {}).get("control")]
                 + [v for v in variants if (variant_specs.get(v) or {}).get("control")])
-    records = _comparison(runs, variants, layout, variant_specs)
+    records, warnings = _comparison(runs, variants, layout, variant_specs)
     shown = []
     for record in records:
         spec = variant_specs.get(record["variant"]) or {}
@@ -238,7 +240,7 @@ def build_ablation(runs, paper, dataset, paper_name, synthetic, variants, varian
                       "paper (finding)": (f"{record['paper_finding']} [{record['paper_source']}]"
                                           if record["paper_finding"] and first else wflib.DASH)})
     frame = _front(pd.DataFrame(records), ["variant", "kind", "control", "description", "seeds", "n_queries"])
-    notes = _evidence_notes() + _control_verdicts(records, variant_specs, _shown_metrics(layout))
+    notes = _evidence_notes(warnings) + _control_verdicts(records, variant_specs, _shown_metrics(layout))
     notes.append("The paper's ablation numbers were not found in any source (paper_numbers.yaml); its "
                  "qualitative findings are quoted.")
     return frame, pd.DataFrame(shown), notes
@@ -246,7 +248,7 @@ def build_ablation(runs, paper, dataset, paper_name, synthetic, variants, varian
 
 def build_stride(runs, paper, dataset, paper_name, synthetic, variants, variant_specs):
     layout = _layout(paper, paper_name, runs)
-    records = _comparison(runs, variants, layout, variant_specs)
+    records, warnings = _comparison(runs, variants, layout, variant_specs)
     for record in records:
         stride = wflib.variant_setting(runs, variant_specs, record["variant"], "model.backbone.stride")
         record["stride"] = None if stride is None else int(stride)
@@ -257,13 +259,13 @@ def build_stride(runs, paper, dataset, paper_name, synthetic, variants, variant_
               **_comparison_cells(r, _shown_metrics(layout))}
              for r in records]
     frame = _front(pd.DataFrame(records), ["stride", "variant", "kind", "seeds", "n_queries"])
-    notes = _evidence_notes() + ["The paper's stride sweep numbers were not found (paper_numbers.yaml)."]
+    notes = _evidence_notes(warnings) + ["The paper's stride sweep numbers were not found (paper_numbers.yaml)."]
     return frame, pd.DataFrame(shown), notes
 
 
 def build_backbones(runs, paper, dataset, paper_name, synthetic, variants, variant_specs):
     layout = _layout(paper, paper_name, runs)
-    records = _comparison(runs, variants, layout, variant_specs)
+    records, warnings = _comparison(runs, variants, layout, variant_specs)
     shown = []
     for record in records:
         sub = runs[runs["variant"] == record["variant"]]
@@ -286,7 +288,7 @@ def build_backbones(runs, paper, dataset, paper_name, synthetic, variants, varia
         frame[field] = frame[field].astype("Int64")
     frame = _front(frame, ["backbone", "variant", "kind", "n_params", "n_params_backbone", "seeds", "n_queries",
                            "train_time_s", "peak_mem_mb"])
-    notes = _evidence_notes() + [
+    notes = _evidence_notes(warnings) + [
         "Params: trainable parameters of the whole model / of the backbone, from metrics.json (— where the "
         "run did not record them). Time and memory: means over seeds."]
     if not synthetic:
