@@ -24,15 +24,20 @@ def expected_jobs(config: dict, ablations: dict[str, dict]) -> dict[str, int]:
     runs = set()
     per_table_datasets = {}
     for table in TABLES:
-        variants = [v for v, spec in ablations.items() if table in spec["tables"]]
+        table_cfg = config["tables"][table]
+        chosen, excluded = table_cfg.get("variants"), table_cfg.get("exclude") or []
+        variants = [v for v, spec in ablations.items() if table in spec["tables"]
+                    and (chosen is None or v in chosen) and v not in excluded]
+        if not table_cfg.get("enabled", True):
+            variants = []
         if table != "main" and variants:
             variants = sorted(set(variants) | {"full"})
-        datasets = config["tables"][table]["datasets"] or enabled
+        datasets = [d for d in (table_cfg["datasets"] or enabled) if d in enabled]
         per_table_datasets[table] = datasets if variants else []
         limit = config["tables"][table].get("max_seeds")
         table_seeds = seeds if limit is None else min(seeds, limit)
         runs |= {(d, v, s) for d in datasets for v in variants for s in range(table_seeds)}
-    return {
+    counts = {
         "synth_data": len([n for n in enabled if "synthetic" in config["datasets"][n]]),
         "check_data": len(enabled),
         "train": len(runs),
@@ -49,6 +54,7 @@ def expected_jobs(config: dict, ablations: dict[str, dict]) -> dict[str, int]:
         "plot_scaling": 1,
         "all": 1,
     }
+    return {job: n for job, n in counts.items() if n}  # Snakemake lists no job with a count of 0
 
 
 def _ablations(folder):
@@ -68,17 +74,23 @@ def test_default_dry_run_lists_expected_jobs(dry_run):
     assert job_counts(dry_run) == expected_jobs(config, ablations)
 
 
-def test_default_dry_run_counts_for_the_thirteen_core_variants(dry_run):
-    """The default: 3 synthetic datasets x full x 3 seeds for the main tables, plus the 12 other
-    core variants x 2 seeds (max_seeds: 2) on synth_tacos; each backbone file adds 2 runs."""
+def test_default_dry_run_is_the_controls_on_synth_tacos_with_three_seeds(dry_run):
+    """The default (issue 11's 30-minute budget): synth_tacos only, `full` and its two controls
+    (no_global, full_aa) x 3 seeds; the other shipped variants are excluded, the stride and backbone
+    tables off. An ablation file dropped into ablations/ (not shipped) adds its 3 runs."""
     counts = job_counts(dry_run)
-    extra = [v for v in _ablations(REPO / "ablations") if v not in CORE_VARIANTS]
-    assert counts["train"] == 9 + 12 * 2 + 2 * len(extra)
-    assert sum(counts.values()) == 59 + 2 * len(extra)
+    extra = [v for v, spec in _ablations(REPO / "ablations").items()
+             if v not in SHIPPED_VARIANTS and "ablation" in spec["tables"]]
+    assert counts["train"] == 3 * 3 + 3 * len(extra)
+    assert sum(counts.values()) == 21 + 3 * len(extra)
+    for table in ("table_stride", "table_backbones"):
+        assert table not in counts
+    assert "synth_mad" not in dry_run and "synth_ego4d_nlq" not in dry_run
 
 
-CORE_VARIANTS = {"full", "no_gate", "no_acc", "no_spc", "no_contrast", "pure_mamba", "pure_transformer",
-                 "unidirectional", "stride_3", "stride_4", "pool_max", "pool_attn", "reference_quirks"}
+SHIPPED_VARIANTS = {"full", "full_aa", "no_global", "no_gate", "no_acc", "no_spc", "no_contrast", "pure_mamba",
+                    "pure_transformer", "unidirectional", "stride_3", "stride_4", "pool_max", "pool_attn",
+                    "reference_quirks", "snag", "mstemba", "videomamba"}
 
 
 def test_dry_run_shell_commands(dry_run):
@@ -119,15 +131,15 @@ def test_bad_config_stops_with_its_name(override, named):
 
 def test_seed_list_from_the_command_line():
     """`--config seeds=[0,7,42]` (the README's syntax): Snakemake hands the items over as strings;
-    the DAG takes them as seeds 0, 7, 42 (the ablation-style tables cap at their first two)."""
+    the DAG takes them as seeds 0, 7, 42 (A/A control: 1000, 1007, 1042)."""
     result = snakemake(REPO, "-n", "--forceall", "--cores", "2", "--config", "seeds=[0,7,42]")
     text = result.stdout + result.stderr
     assert result.returncode == 0, text
-    for run in ("synth_mad/full/seed42", "synth_tacos/full/seed7", "synth_tacos/no_gate/seed7"):
+    for run in ("synth_tacos/full/seed42", "synth_tacos/full/seed7", "synth_tacos/no_global/seed7",
+                "synth_tacos/full_aa/seed1042"):
         assert f"results/runs/{run}/metrics.json" in text, run
-    assert "no_gate/seed42" not in text and "/seed1/" not in text and "/seed2/" not in text
-    # full on 3 datasets x 3 seeds, every other variant x the first 2 seeds on synth_tacos
-    assert job_counts(text)["train"] == 3 * 3 + 2 * (len(_ablations(REPO / "ablations")) - 1)
+    assert "/seed1/" not in text and "/seed2/" not in text
+    assert job_counts(text)["train"] == 3 * 3
 
 
 def test_boolean_switches_from_the_command_line():
@@ -148,7 +160,7 @@ def test_other_seeds_do_not_silently_replace_the_results(tmp_path):
     done = run_snakemake(workdir, "--cores", "1", "results/data/synth_tacos.report.md", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     covers = json.loads((workdir / "results" / "covers.json").read_text())
-    assert covers["scale"] == "default" and covers["seeds"]["main"] == [0, 1, 2] and covers["seeds"]["ablation"] == [0, 1]
+    assert covers["scale"] == "default" and covers["seeds"]["main"] == [0, 1, 2] and covers["seeds"]["ablation"] == [0, 1, 2]
     same = snakemake(workdir, "-n", "--cores", "1")
     assert same.returncode == 0, same.stdout + same.stderr
     other = snakemake(workdir, "-n", "--cores", "1", "--config", "seeds=[0,7,42]")
@@ -177,8 +189,11 @@ def _edit_config(workdir, edit):
         (lambda c: c["tables"]["ablation"].update(variants=["stride_3"]), "'stride_3'"),
         (lambda c: c["datasets"]["synth_mad"].update(paper="charades"), "'charades'"),
         (lambda c: c["tables"]["stride"].update(max_seeds=0), "max_seeds"),
+        (lambda c: c["tables"]["ablation"].update(exclude=["nope"]), "tables.ablation.exclude names 'nope'"),
+        (lambda c: c["tables"]["ablation"].update(exclude=["full"]), "tables.ablation.exclude names 'full'"),
     ],
-    ids=["enabled-without-path", "unknown-dataset", "variant-not-in-table", "bad-enum", "max-seeds-zero"],
+    ids=["enabled-without-path", "unknown-dataset", "variant-not-in-table", "bad-enum", "max-seeds-zero",
+         "exclude-unknown", "exclude-full"],
 )
 def test_bad_config_file_stops_with_its_name(tmp_path, edit, named):
     workdir = copy_workflow(tmp_path / "wf")
@@ -199,8 +214,8 @@ def test_bad_ablation_file_is_named(tmp_path):
 
 
 def test_dropped_in_ablation_joins_the_dag_and_its_table(tmp_path):
-    """A new YAML in ablations/ is the only edit: 2 new runs (the ablation table's max_seeds), and
-    the ablation table and plot read them."""
+    """A new YAML in ablations/ is the only edit: 3 new runs (one per seed), and the ablation table
+    and plot read them (the default's `exclude` names only the shipped variants)."""
     workdir = copy_workflow(tmp_path / "wf")
     (workdir / "ablations" / "window_3.yaml").write_text(
         'description: "Local attention window 3"\ntables: [ablation]\n'
@@ -208,9 +223,9 @@ def test_dropped_in_ablation_joins_the_dag_and_its_table(tmp_path):
     result = snakemake(workdir, "-n", "--cores", "2", "results/tables/ablation_synth_tacos.csv")
     text = result.stdout + result.stderr
     assert result.returncode == 0, text
-    for seed in range(2):
+    for seed in range(3):
         assert f"results/runs/synth_tacos/window_3/seed{seed}/metrics.json" in text
-    assert "results/runs/synth_tacos/window_3/seed2/metrics.json" not in text
+    assert "results/runs/synth_tacos/window_3/seed3/metrics.json" not in text
     assert re.search(r"ablation=ablations/window_3\.yaml", text) or "window_3" in text
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     counts = job_counts(snakemake(workdir, "-n", "--cores", "2").stdout)
@@ -242,9 +257,9 @@ def test_max_seeds_limits_a_tables_runs_and_inputs(tmp_path):
     result = snakemake(workdir, "-n", "--forceall", "--cores", "2", "results/tables/ablation_synth_tacos.csv")
     text = result.stdout + result.stderr
     assert result.returncode == 0, text
-    assert "results/runs/synth_tacos/no_gate/seed0/metrics.json" in text
+    assert "results/runs/synth_tacos/no_global/seed0/metrics.json" in text
     assert "results/runs/synth_tacos/full/seed0/metrics.json" in text
-    assert "no_gate/seed1" not in text and "full/seed1" not in text
+    assert "no_global/seed1" not in text and "full/seed1" not in text
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     counts = job_counts(snakemake(workdir, "-n", "--forceall", "--cores", "2").stdout)
     assert counts == expected_jobs(config, _ablations(workdir / "ablations"))
@@ -315,12 +330,12 @@ def test_every_shipped_ablation_composes_with_the_cli():
 def test_controls_are_in_the_default_job_list(dry_run):
     """no_global (positive control) and full_aa (A/A) train with the ablation table's seeds; full_aa
     under its disjoint seeds 1000 + i (ablations/full_aa.yaml seed_offset)."""
-    for seed in (0, 1):
+    for seed in (0, 1, 2):
         assert f"results/runs/synth_tacos/no_global/seed{seed}/metrics.json" in dry_run
         assert f"results/runs/synth_tacos/full_aa/seed{1000 + seed}/metrics.json" in dry_run
         assert f"results/runs/synth_tacos/full_aa/seed{1000 + seed}/hits.csv.gz" in dry_run
     assert "full_aa/seed0/" not in dry_run and "full_aa/seed1/" not in dry_run
-    assert "full_aa/seed1002" not in dry_run  # the ablation table's max_seeds: 2
+    assert "full_aa/seed1003" not in dry_run
 
 
 def test_full_grid_preset_runs_every_variant_everywhere():

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from wfhelpers import PROFILE, REPO, copy_workflow, run_snakemake
+from wfhelpers import PROFILE, REPO, configure_workflow, copy_workflow, run_snakemake
 
 PROBE = """
 from hieramamba.engine.config import compose_config
@@ -36,6 +36,8 @@ def test_smoke_dag_end_to_end(tmp_path):
     if reason:
         pytest.skip(reason)
     workdir = copy_workflow(tmp_path / "wf")
+    # every table and variant on the three synthetic datasets (the default DAG holds a subset)
+    configure_workflow(workdir, ["synth_tacos", "synth_ego4d_nlq", "synth_mad"], seeds=1)
     started = time.time()
     result = run_snakemake(workdir, "--cores", "2", "--config", "scale=smoke", "seeds=1", env=dict(os.environ),
                            profile=PROFILE, timeout=1800)

@@ -194,6 +194,8 @@ def run_snakemake(workdir, *args, env, profile="none", timeout=300):
 
 
 def configure_workflow(workdir, datasets, seeds, tables=None, bench=True):
+    """Enable `datasets` and `tables` (None: every table with every variant: the config's
+    `exclude` lists are cleared) in a copied workflow's config.yaml."""
     path = workdir / "config.yaml"
     config = yaml.safe_load(path.read_text())
     for name, spec in config["datasets"].items():
@@ -202,6 +204,8 @@ def configure_workflow(workdir, datasets, seeds, tables=None, bench=True):
     config["bench"]["enabled"] = bench
     for table, spec in config["tables"].items():
         spec["enabled"] = tables is None or table in tables
+        if tables is None:
+            spec["exclude"] = []
         if spec.get("datasets"):
             spec["datasets"] = [d for d in spec["datasets"] if d in datasets] or None
     path.write_text(yaml.safe_dump(config, sort_keys=False))

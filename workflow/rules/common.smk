@@ -142,17 +142,20 @@ def table_datasets(table):
 
 
 def table_variants(table):
-    """Variants whose ablation file lists `table`, restricted by config `tables.<table>.variants`."""
+    """Variants whose ablation file lists `table`, restricted by config `tables.<table>.variants`
+    and without those in `tables.<table>.exclude` (so a dropped-in file still joins)."""
     listed = [name for name, spec in VARIANTS.items() if table in spec["tables"]]
     chosen = _table_cfg(table).get("variants")
-    if chosen is None:
-        return listed
-    for name in chosen:
-        if name not in VARIANTS:
-            _fail(f"tables.{table}.variants names {name!r}, but there is no {ABLATIONS_DIR}/{name}.yaml")
-        if name not in listed:
-            _fail(f"tables.{table}.variants names {name!r}, whose {ABLATIONS_DIR}/{name}.yaml does not list {table!r}")
-    return [name for name in listed if name in chosen]
+    excluded = _table_cfg(table).get("exclude") or []
+    for key, names in (("variants", chosen or []), ("exclude", excluded)):
+        for name in names:
+            if name not in VARIANTS:
+                _fail(f"tables.{table}.{key} names {name!r}, but there is no {ABLATIONS_DIR}/{name}.yaml")
+            if name not in listed:
+                _fail(f"tables.{table}.{key} names {name!r}, whose {ABLATIONS_DIR}/{name}.yaml does not list {table!r}")
+    if "full" in excluded:
+        _fail(f"tables.{table}.exclude names 'full', the reference of every comparison")
+    return [name for name in listed if (chosen is None or name in chosen) and name not in excluded]
 
 
 def table_seeds(table):

@@ -53,7 +53,7 @@ def _layout(paper_path: str | None, paper_dataset: str | None, available: list[s
 # of the runs' hits.csv.gz through stats.two_way_intervals, the tables' statistic (strata = the
 # query kinds of the bin's queries; clusters = their videos when the hits name them).
 MIN_QUERIES_FOR_INTERVAL = 2  # a bin with fewer queries gets its point, no interval
-INTERVAL_NOTE = "mean over seeds, 95 % two-way bootstrap interval (seeds x queries)"
+INTERVAL_NOTE = "mean over seeds, 95 % two-way bootstrap interval (seeds x videos)"
 
 
 @dataclass
@@ -247,7 +247,7 @@ def ablation_summary(runs: pd.DataFrame, table: pd.DataFrame | None, metrics: li
                 low, high = mean - std, mean + std
             rows.append({"variant": variant, "metric": metric, "mean": mean, "low": low, "high": high})
         if suffixes:  # the evidence tables' _lo/_hi: 95 % bootstrap over seeds and queries
-            kind = ("95 % bootstrap interval (seeds x queries)" if suffixes == ("_lo", "_hi")
+            kind = ("95 % bootstrap interval (seeds x videos)" if suffixes == ("_lo", "_hi")
                     else f"interval from the table's {suffixes[0]}/{suffixes[1]} columns")
     return pd.DataFrame(rows), kind
 
