@@ -61,6 +61,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hieramamba.models.conv_ops import depthwise_conv_channels_last
 from hieramamba.models.ssd import BACKENDS, DEFAULT_CHUNK_SIZE, resolve_backend, ssd_scan
 
 
@@ -225,8 +226,7 @@ class Hydra(nn.Module):
         n_dirs = 2 if self.bidirectional else 1
         zxbcdt = self.in_proj(u)  # (B, L, d_in_proj)
         z, xBC, dt = torch.split(zxbcdt, [self.d_inner, self.d_inner + n_dirs * 2 * gn, n_dirs * H], dim=-1)
-        xBC = self.conv1d(xBC.transpose(1, 2))[..., :seqlen]  # (B, conv_dim, L); causal: cut the tail
-        xBC = F.silu(xBC).transpose(1, 2)  # (B, L, conv_dim)
+        xBC = F.silu(depthwise_conv_channels_last(xBC, self.conv1d)[:, :seqlen])  # (B, L, conv_dim); causal: cut the tail
         acc = _compute_dtype(dt.dtype)
         # softplus in float32, with the one dt_bias shared by both directions
         dt = F.softplus(dt.to(acc).view(batch, seqlen, n_dirs, H) + self.dt_bias.to(acc))  # (B, L, n_dirs, H)
@@ -264,10 +264,12 @@ class Hydra(nn.Module):
             torch.cat([p["Bf"], flip(p["Bb"])], dim=0),
             torch.cat([p["Cf"], flip(p["Cb"])], dim=0),
         )  # (2B, L, H, P)
-        # one-step shift in each direction (zero at the start), then un-flip the backward half
-        y = F.pad(y[:, :-1], (0, 0, 0, 0, 1, 0))  # (2B, L, H, P)
-        y = y[:batch] + flip(y[batch:]) + p["Dt"].to(y.dtype)[..., None] * x.to(y.dtype)
-        return y.reshape(batch, seqlen, self.d_inner)
+        # y_t = yf_{t-1} + yb_{t+1} + Dt_t x_t: the forward half shifted one step later, the backward
+        # half (reversed time: yb_{t+1} is its step L - 2 - t) un-flipped one step earlier
+        out = p["Dt"].to(y.dtype)[..., None] * x.to(y.dtype)  # (B, L, H, P)
+        out[:, 1:] += y[:batch, :-1]
+        out[:, :-1] += flip(y[batch:, :-1])
+        return out.view(batch, seqlen, self.d_inner)
 
     def output(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Gated RMSNorm and out_proj: y, z (B, L, d_inner) -> (B, L, d_model)."""
