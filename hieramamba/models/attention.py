@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hieramamba.models.conv_ops import depthwise_conv3, pointwise_conv
+from hieramamba.models.conv_ops import depthwise_conv3, is_channels_last, pointwise_conv
 from hieramamba.models.norms import LayerNorm, LayerScale
 from hieramamba.models.window_attention import banded_attention
 
@@ -178,6 +178,7 @@ class MaskedMHA(nn.Module):
         v = pointwise_conv(v, self.value)
         if kv_size is not None and k.shape[0] != q.shape[0]:
             q = q.repeat_interleave(kv_size, dim=0)
+        channels_last = is_channels_last(q)  # the output keeps the input's layout (conv_ops)
         bs, h, d = q.shape[0], self.n_heads, self.n_channels
         q = q.view(bs, h, d, -1)
         k = k.view(bs, h, d, -1)
@@ -188,7 +189,10 @@ class MaskedMHA(nn.Module):
             out = self._local(q, k, v, kv_mask)
         else:
             out = self._global(q, k, v, kv_mask)
-        out = out.transpose(2, 3).reshape(bs, self.embd_dim, -1)  # (B, C, t1)
+        if channels_last:
+            out = out.transpose(1, 2).reshape(bs, -1, self.embd_dim).transpose(1, 2)  # (B, C, t1), channels-last
+        else:
+            out = out.transpose(2, 3).reshape(bs, self.embd_dim, -1)  # (B, C, t1)
         return self.proj_drop(pointwise_conv(out, self.proj))
 
 

@@ -22,9 +22,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def is_channels_last(x: torch.Tensor) -> bool:
+    """True when the (B, C, T) tensor x is the transpose of a contiguous (B, T, C) one."""
+    return x.transpose(1, 2).is_contiguous()
+
+
 def pointwise_conv(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
-    """A kernel-1 ``conv`` (stride 1, groups 1) as a matmul: (B, C_in, T) -> (B, C_out, T)."""
+    """A kernel-1 ``conv`` (stride 1, groups 1) as a matmul: (B, C_in, T) -> (B, C_out, T).
+
+    The output keeps x's layout: channels-first in, channels-first out; a channels-last x (the
+    transpose of a contiguous (B, T, C_in)) gives the transpose of a contiguous (B, T, C_out).
+    """
     weight = conv.weight[..., 0]  # (C_out, C_in)
+    if is_channels_last(x):
+        return F.linear(x.transpose(1, 2), weight, conv.bias).transpose(1, 2)  # one GEMM on (B T, C_in)
     if conv.bias is None:
         return torch.matmul(weight, x)
     if x.shape[0] == 1:
