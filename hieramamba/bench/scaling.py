@@ -13,7 +13,12 @@ Two sections (``--what scan|backbone|all``):
 (b) **backbone**: whole backbones built by ``hieramamba.models.backbones.build_backbone`` at the
     Ego4D / TACoS widths (384, 256) for each global x local mixer choice, forward and
     forward+backward, and the fitted log-log slope of time vs L (least squares of log t on log L
-    over the measured lengths). The HieraMamba backbone is global=hydra, local=window_attention.
+    over the reliable points: ``hieramamba.bench.scaling_fit``). The HieraMamba backbone is
+    global=hydra, local=window_attention. ``--backbones`` adds the seed backbones and
+    ``transformer``, the global-attention reference (8 torch encoder layers at the width, see
+    ``hieramamba.bench.scaling_point``). A series stops at its **wall**, the first length over the
+    per-point time limit (``--timeout``) or out of memory (``--max-memory-gb``); the wall point and
+    the lengths beyond it stay in the report, marked, and the scaling plot marks them.
     The section is skipped with a message when the backbone cannot be imported.
 
 Method. Each point runs ``repeats`` times after one warm-up and reports the median. Forward
