@@ -60,7 +60,8 @@ def depthwise_conv_channels_last(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tens
 
     L_out = L + 2 * padding - kernel + 1, as ``conv`` on the (B, C, L) transpose. The (B, C, 1, L)
     channels-last view of x is what mkldnn's depthwise kernel reads natively, and its output is
-    channels-last again, i.e. a contiguous (B, L_out, C).
+    channels-last again, i.e. a contiguous (B, L_out, C) (for L > 1: a length-1 input is both layouts
+    at once and torch may return either; the values are the same).
     """
     x4 = x.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (B, C, 1, L)
     out = F.conv2d(x4, conv.weight.unsqueeze(2), conv.bias, padding=(0, conv.padding[0]),
