@@ -47,11 +47,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
-import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -59,7 +56,8 @@ from typing import Any
 
 from hieramamba.atomic import atomic_write_json
 from hieramamba.bench import scaling_point
-from hieramamba.bench.scaling_fit import MIN_FIT_LENGTH, MIN_FIT_POINTS, fit_loglog_slope, reliable_slope, wall_reason
+from hieramamba.bench.scaling_fit import (  # noqa: F401  (fit_loglog_slope: re-exported)
+    MIN_FIT_LENGTH, MIN_FIT_POINTS, fit_loglog_slope, reliable_slope, wall_reason)
 from hieramamba.bench.scaling_point import SCAN_SHAPE, measure_point
 
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
