@@ -13,7 +13,12 @@ Two sections (``--what scan|backbone|all``):
 (b) **backbone**: whole backbones built by ``hieramamba.models.backbones.build_backbone`` at the
     Ego4D / TACoS widths (384, 256) for each global x local mixer choice, forward and
     forward+backward, and the fitted log-log slope of time vs L (least squares of log t on log L
-    over the measured lengths). The HieraMamba backbone is global=hydra, local=window_attention.
+    over the reliable points: ``hieramamba.bench.scaling_fit``). The HieraMamba backbone is
+    global=hydra, local=window_attention. ``--backbones`` adds the seed backbones and
+    ``transformer``, the global-attention reference (8 torch encoder layers at the width, see
+    ``hieramamba.bench.scaling_point``). A series stops at its **wall**, the first length over the
+    per-point time limit (``--timeout``) or out of memory (``--max-memory-gb``); the wall point and
+    the lengths beyond it stay in the report, marked, and the scaling plot marks them.
     The section is skipped with a message when the backbone cannot be imported.
 
 Method. Each point runs ``repeats`` times after one warm-up and reports the median. Forward
@@ -42,17 +47,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
-import resource
-import statistics
 import subprocess
 import sys
 import time
 from typing import Any
 
 from hieramamba.atomic import atomic_write_json
+from hieramamba.bench import scaling_point
+from hieramamba.bench.scaling_fit import (  # noqa: F401  (fit_loglog_slope: re-exported)
+    MIN_FIT_LENGTH, MIN_FIT_POINTS, fit_loglog_slope, reliable_slope, wall_reason)
+from hieramamba.bench.scaling_point import SCAN_SHAPE, measure_point
 
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
 
@@ -65,186 +71,8 @@ GLOBAL_MIXERS = ["hydra", "mamba", "attention", "none"]
 LOCAL_MIXERS = ["window_attention", "none"]
 HIERAMAMBA_MIXER = ("hydra", "window_attention")
 
-# scan section: Ego4D width (d_model 384, expand 2, headdim 64, d_state 64), Hydra's 2B with B = 1
-SCAN_SHAPE = dict(b=2, h=12, p=64, g=1, n=64)
 
 
-# --------------------------------------------------------------------------------------------
-# measuring one point (runs in the current process)
-# --------------------------------------------------------------------------------------------
-
-
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
-def _median_time(fn, repeats: int, sync, cuda: bool = False) -> float:
-    """Median seconds of `repeats` calls; on CUDA timed by CUDA events (device time of the
-    queued work, not host time around a synchronize)."""
-    import torch
-
-    times = []
-    for _ in range(repeats):
-        sync()
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-            continue
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def _build_scan_inputs(L: int, device, seed: int = 0):
-    import torch
-
-    s = SCAN_SHAPE
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(s["b"], L, s["h"], s["p"], generator=gen)
-    dt = torch.rand(s["b"], L, s["h"], generator=gen) * 0.1 + 1e-3
-    A = -torch.rand(s["h"], generator=gen) - 0.1
-    B = torch.randn(s["b"], L, s["g"], s["n"], generator=gen)
-    C = torch.randn(s["b"], L, s["g"], s["n"], generator=gen)
-    return [t.to(device) for t in (x, dt, A, B, C)]
-
-
-def _build_backbone(spec: dict, device):
-    import inspect
-
-    import torch
-
-    from hieramamba.models.backbones import backbone_class
-
-    cls = backbone_class(spec.get("name", "hieramamba"))
-    L, d = spec["L"], spec["d_model"]
-    wanted = dict(
-        in_dim=d,
-        embd_dim=d,
-        max_seq_len=L,
-        global_mixer=spec.get("global_mixer"),
-        local_mixer=spec.get("local_mixer"),
-    )
-    if spec.get("ssm_backend"):
-        wanted["ssm_backend"] = spec["ssm_backend"]  # torch chunked scan or mamba_ssm's Triton kernel
-    wanted.update(spec.get("backbone_kwargs", {}))
-    params = inspect.signature(cls.__init__).parameters
-    kwargs = {k: v for k, v in wanted.items() if k in params}
-    torch.manual_seed(0)
-    model = cls(**kwargs).to(device)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(1, d, L, generator=gen).to(device)  # (B, C_in, T)
-    mask = torch.ones(1, 1, L, dtype=torch.bool, device=device)  # (B, 1, T)
-    return model, (x, mask)
-
-
-def _loss(out) -> Any:
-    """A scalar touching every output tensor (BackboneOutput, tensor or list)."""
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        return out.float().square().mean()
-    tensors = []
-    for value in vars(out).values() if hasattr(out, "__dict__") else out:
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            tensors.append(value)
-        elif isinstance(value, (list, tuple)):
-            tensors += [t for t in value if isinstance(t, torch.Tensor) and t.is_floating_point()]
-    return sum(t.float().square().mean() for t in tensors)
-
-
-def measure_point(spec: dict) -> dict:
-    """Measure one point described by ``spec`` (kind: matmul | scan | backbone) in this process."""
-    import torch
-
-    if spec.get("threads"):
-        torch.set_num_threads(int(spec["threads"]))
-    device = torch.device(spec.get("device", "cpu"))
-    cuda = device.type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    repeats = int(spec.get("repeats", 3))
-    fresh = bool(spec.get("fresh", False))
-    result: dict[str, Any] = {"spec": spec}
-
-    if spec["kind"] == "matmul":  # (n x n) @ (n x n); with a batch, that many at once (the scan's Q^3 blocks)
-        n, batch = int(spec.get("size", 2048)), spec.get("batch")
-        shape = (n, n) if batch is None else (int(batch), n, n)
-        a = torch.randn(*shape, device=device)
-        b = torch.randn(*shape, device=device)
-        a @ b
-        t = _median_time(lambda: a @ b, repeats, sync, cuda)
-        result.update(time_s=t, gflops=2.0 * int(batch or 1) * n**3 / t / 1e9)
-        return result
-
-    from hieramamba.models.ssd import recurrence_flops, ssd_flops, ssd_scan_chunked, ssd_scan_reference
-
-    L = int(spec["L"])
-    if spec["kind"] == "scan":
-        inputs = _build_scan_inputs(L, device)
-        chunk = int(spec.get("chunk_size", 64))
-        impl = spec.get("impl", "chunked")
-
-        def fwd(args=inputs):
-            if impl == "loop":
-                return ssd_scan_reference(*args)
-            return ssd_scan_chunked(*args, chunk_size=chunk)
-
-        grads = [t.clone().requires_grad_(True) for t in inputs] if impl == "chunked" else None
-
-        def fwd_bwd():
-            for t in grads:
-                t.grad = None
-            _loss(fwd(grads)).backward()
-
-        s = SCAN_SHAPE
-        result["flops"] = ssd_flops(s["b"], L, s["h"], s["p"], s["g"], s["n"], chunk) if impl == "chunked" else None
-        result["recurrence_flops"] = recurrence_flops(s["b"], L, s["h"], s["p"], s["n"])
-    elif spec["kind"] == "backbone":
-        model, args = _build_backbone(spec, device)
-        result["n_params"] = sum(p.numel() for p in model.parameters())
-
-        def fwd():  # inference: eval mode (no dropout), as a grounding model is evaluated
-            model.eval()
-            return model(*args)
-
-        def fwd_bwd():  # a training step: train mode (dropout on)
-            model.train()
-            model.zero_grad(set_to_none=True)
-            _loss(model(*args)).backward()
-
-        grads = True
-    else:
-        raise ValueError(f"unknown point kind {spec['kind']!r}")
-
-    modes = spec.get("modes", ["fwd", "fwd_bwd"])
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    base = _maxrss_mb()
-    if "fwd" in modes:
-        with torch.no_grad():
-            fwd()  # warm-up, and the forward's memory high-water mark
-            sync()
-            result["fwd_peak_mb"] = (_maxrss_mb() - base) if fresh else None
-            if cuda:
-                result["fwd_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-            result["fwd_s"] = _median_time(fwd, repeats, sync, cuda)
-    if "fwd_bwd" in modes and grads:
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        fwd_bwd()
-        sync()
-        result["fwd_bwd_peak_mb"] = (_maxrss_mb() - base) if fresh else None
-        if cuda:
-            result["fwd_bwd_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-        result["fwd_bwd_s"] = _median_time(fwd_bwd, repeats, sync, cuda)
-    if result.get("flops") and result.get("fwd_s"):
-        result["gflops"] = result["flops"] / result["fwd_s"] / 1e9
-    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,6 +87,7 @@ def run_point(spec: dict, fresh: bool, timeout: float, child_env: dict[str, str]
         except Exception as err:  # noqa: BLE001 - one failing point must not end the run
             return {"spec": spec, "error": f"{type(err).__name__}: {err}"}
     cmd = [sys.executable, "-m", "hieramamba.bench.scaling", "--point", json.dumps(dict(spec, fresh=True))]
+    # a killed child (the OOM killer, or a memory cap hit outside torch's allocator) is a memory wall
     env = dict(os.environ, **child_env)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -267,20 +96,9 @@ def run_point(spec: dict, fresh: bool, timeout: float, child_env: dict[str, str]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
-        why = "killed (out of memory?)" if proc.returncode < 0 else tail[0]
+        why = f"killed by signal {-proc.returncode} (out of memory?)" if proc.returncode < 0 else tail[0]
         return {"spec": spec, "error": why}
     return json.loads(lines[-1])
-
-
-def fit_loglog_slope(lengths: list[float], times: list[float]) -> float | None:
-    """Least-squares slope of log(time) against log(length); None with fewer than 2 points."""
-    pts = [(math.log(l), math.log(t)) for l, t in zip(lengths, times) if t and t > 0]
-    if len(pts) < 2:
-        return None
-    mx = sum(p[0] for p in pts) / len(pts)
-    my = sum(p[1] for p in pts) / len(pts)
-    sxx = sum((p[0] - mx) ** 2 for p in pts)
-    return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx if sxx > 0 else None
 
 
 def _fmt(value, scale=1.0, digits=1) -> str:
@@ -346,7 +164,8 @@ def run(args) -> dict:
         + ("" if env["malloc_tuned"] else "  (untuned: set both, or pass --malloc-tuning, for up to ~3x at long L)")
     )
     print(f"# load average at start: {env['load_average_at_start']} (other work on the machine skews timings)")
-    common = dict(repeats=args.repeats, device=device, threads=args.threads, ssm_backend=args.ssm_backend)
+    common = dict(repeats=args.repeats, device=device, threads=args.threads, ssm_backend=args.ssm_backend,
+                  max_memory_gb=args.max_memory_gb if fresh and device == "cpu" else None)
 
     if args.what in ("scan", "all"):
         lengths = args.scan_lengths
@@ -397,48 +216,56 @@ def run(args) -> dict:
     return report
 
 
+def _series_specs(args) -> list[tuple[str, str, str]]:
+    """(backbone, global mixer, local mixer) per series: HieraMamba once per mixer choice; a seed
+    backbone (SnAG, MS-Temba, VideoMamba) or the global-attention transformer once, with its
+    published defaults at the width (no mixer switch, labelled by its name)."""
+    series = [("hieramamba", g, l) for g, l in args.mixers] if "hieramamba" in args.backbones else []
+    return series + [(name, name, "-") for name in args.backbones if name != "hieramamba"]
+
+
 def _run_backbones(args, common, fresh, child_env) -> dict:
     points, slopes = [], []
     print("\n## (b) backbones (B = 1, in_dim = d_model, all steps valid)")
-    print(f"{'d':>4} {'global':>10} {'local':>17} {'L':>7} {'fwd ms':>10} {'f+b ms':>10} {'fwd MiB':>8} {'f+b MiB':>8}")
-    # HieraMamba once per mixer choice; a seed backbone (SnAG, MS-Temba, VideoMamba) has no mixer
-    # switch and runs once, with its published defaults at this width
-    series_specs = [("hieramamba", g, l) for g, l in args.mixers] if "hieramamba" in args.backbones else []
-    series_specs += [(name, "-", "-") for name in args.backbones if name != "hieramamba"]
+    print(f"{'d':>4} {'global':>11} {'local':>17} {'L':>7} {'fwd ms':>10} {'f+b ms':>10} {'fwd MiB':>8} {'f+b MiB':>8}")
     for d in args.widths:
-        for name, g_mix, l_mix in series_specs:
-            series = []
+        for name, g_mix, l_mix in _series_specs(args):
+            series, wall = [], None
             for L in args.backbone_lengths:
                 spec = dict(common, kind="backbone", name=name, L=L, d_model=d, modes=args.modes)
                 if name == "hieramamba":
                     spec.update(global_mixer=g_mix, local_mixer=l_mix)
+                if wall is not None:  # beyond the wall: not run, recorded as such
+                    r = {"spec": spec, "wall": wall["wall"], "beyond_wall": True}
                 else:
-                    g_mix, l_mix = name, "-"  # the printed/recorded series label
-                r = run_point(spec, fresh, args.timeout, child_env)
+                    r = run_point(spec, fresh, args.timeout, child_env)
+                    if wall_reason(r):
+                        r["wall"] = wall_reason(r)
+                        wall = r
                 points.append(r)
                 series.append((L, r))
-                err = r.get("error")
-                print(f"{d:>4} {g_mix:>10} {l_mix:>17} {L:>7} {_fmt(r.get('fwd_s'), 1e3):>10} "
+                err = r.get("error") or (f"beyond the {r['wall']} wall" if r.get("beyond_wall") else None)
+                print(f"{d:>4} {g_mix:>11} {l_mix:>17} {L:>7} {_fmt(r.get('fwd_s'), 1e3):>10} "
                       f"{_fmt(r.get('fwd_bwd_s'), 1e3):>10} {_fmt(r.get('fwd_peak_mb'), 1, 0):>8} "
                       f"{_fmt(r.get('fwd_bwd_peak_mb'), 1, 0):>8}" + (f"  [{err}]" if err else ""))
-                if err and ("timeout" in err or "memory" in err.lower() or "killed" in err):
-                    break  # longer lengths only get worse
             for mode in ("fwd_s", "fwd_bwd_s"):
-                ok = [(L, r[mode]) for L, r in series if r.get(mode)]
-                slope = fit_loglog_slope([p[0] for p in ok], [p[1] for p in ok])
+                fit = reliable_slope([(L, r.get(mode)) for L, r in series], args.fit_min_length, args.fit_min_points)
                 slopes.append({"backbone": name, "d_model": d, "global_mixer": g_mix, "local_mixer": l_mix,
-                               "mode": mode[:-2],
-                               "lengths": [p[0] for p in ok], "slope": slope})
-    print("\nfitted log-log slope of time vs L (target <= 1.10 for hydra + window_attention):")
+                               "mode": mode[:-2], **fit,
+                               "wall": None if wall is None else {"L": wall["spec"]["L"], "reason": wall["wall"]}})
+    print(f"\nfitted log-log slope of time vs L over L >= {args.fit_min_length}, >= {args.fit_min_points} points, "
+          "none at or past a wall (target <= 1.10 for hydra + window_attention):")
     for s in slopes:
         flag = ""
         if s["backbone"] == "hieramamba" and (s["global_mixer"], s["local_mixer"]) == HIERAMAMBA_MIXER \
                 and s["slope"] is not None:
             flag = "  ok" if s["slope"] <= 1.10 else "  ABOVE TARGET"
-        span = f"{s['lengths'][0]}-{s['lengths'][-1]}" if s["lengths"] else "-"
-        print(f"  d={s['d_model']} {s['global_mixer']:>9}+{s['local_mixer']:<17} {s['mode']:>7}: "
-              f"{_fmt(s['slope'], 1, 3)} over L {span}{flag}")
-    return {"points": points, "slopes": slopes, "target_slope": 1.10}
+        span = f"L {s['lengths'][0]}-{s['lengths'][-1]}" if s["slope"] is not None else s["note"]
+        wall = f"; {s['wall']['reason']} wall at L {s['wall']['L']}" if s["wall"] else ""
+        print(f"  d={s['d_model']} {s['global_mixer']:>11}+{s['local_mixer']:<17} {s['mode']:>7}: "
+              f"{_fmt(s['slope'], 1, 3)} ({span}{wall}){flag}")
+    return {"points": points, "slopes": slopes, "target_slope": 1.10,
+            "fit": {"min_length": args.fit_min_length, "min_points": args.fit_min_points}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -467,7 +294,7 @@ def _mixer_list(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-BACKBONES = ("hieramamba", "snag", "mstemba", "videomamba")
+BACKBONES = ("hieramamba", "snag", "mstemba", "videomamba", "transformer")
 
 
 def _backbone_list(text: str) -> list[str]:
@@ -476,6 +303,13 @@ def _backbone_list(text: str) -> list[str]:
     if bad or not names:
         raise argparse.ArgumentTypeError(f"backbones {bad or text!r}: expected names from {BACKBONES}")
     return names
+
+
+def _default_memory_cap_gb() -> float | None:
+    try:
+        return round(0.75 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError):
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -511,7 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (CUDA: CUDA-event timing, torch.cuda.max_memory_allocated)")
     p.add_argument("--ssm-backend", default="auto", choices=["auto", "torch", "mamba_ssm"],
                    help="SSD scan of the SSM backbones: our chunked torch scan, mamba_ssm's kernel (CUDA), or auto")
-    p.add_argument("--timeout", type=float, default=1800.0, help="seconds per point (fresh-process mode)")
+    p.add_argument("--timeout", type=float, default=1800.0,
+                   help="seconds per point (fresh-process mode); a point over it is the series' time wall")
+    p.add_argument("--max-memory-gb", type=float, default=_default_memory_cap_gb(),
+                   help="data-segment cap of each fresh point process (GiB; default 3/4 of the machine's RAM): "
+                        "a point over it fails with an allocation error, the series' memory wall; 0 = no cap")
+    p.add_argument("--fit-min-length", type=int, default=MIN_FIT_LENGTH,
+                   help="fit the log-log slope only over lengths >= this (shorter ones are dominated by fixed costs)")
+    p.add_argument("--fit-min-points", type=int, default=MIN_FIT_POINTS,
+                   help="fit a slope only with at least this many measured points (at lengths >= --fit-min-length)")
     p.add_argument("--quick", action="store_true",
                    help="tiny lengths, one width, the HieraMamba mixer only, 1 repeat (a smoke run)")
     p.add_argument("--out", default=None, help="write the results as JSON to this file")
@@ -536,13 +378,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--point"]:  # child process of a fresh-process run: one point, one JSON line
-        spec = json.loads(argv[1])
-        try:
-            result = measure_point(spec)
-        except Exception as err:  # noqa: BLE001
-            result = {"spec": spec, "error": f"{type(err).__name__}: {err}"}
-        print(json.dumps(result))
-        return 0
+        return scaling_point.main(argv[1:])
     args = parse_args(argv)
     report = run(args)
     if args.out:

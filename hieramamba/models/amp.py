@@ -201,6 +201,18 @@ def build_global_mixer(kind: str, d_model: int, *, d_state: int = 64, d_conv: in
     return None
 
 
+def gated_merge(gate: nn.Linear, f: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """w = sigmoid(gate([f ; h])); w h + (1 - w) f, for f, h (B, T, D) -> (B, T, D).
+
+    ``gate`` (2D -> D) is applied as its two (D -> D) halves, f's matmul accumulating h's in place,
+    so the (B, T, 2D) concatenation is never written; the mix is one ``lerp`` (f + w (h - f)).
+    """
+    d = f.shape[-1]
+    logits = F.linear(f, gate.weight[:, :d], gate.bias)  # (B, T, D)
+    logits.view(-1, d).addmm_(h.reshape(-1, d), gate.weight[:, d:].t())
+    return torch.lerp(f, h, torch.sigmoid(logits))
+
+
 # --------------------------------------------------------------------------------------------
 # the block
 # --------------------------------------------------------------------------------------------
@@ -292,16 +304,14 @@ class AMPBlock(nn.Module):
         if self.global_mixer is not None:
             g = (self.scale_global(self.global_mixer(self.norm_global(f), mixer_mask)) + f) * m_f
             if self.gated:
-                w = torch.sigmoid(self.gate_global(torch.cat((f, g), dim=-1)))
-                g = w * g + (1.0 - w) * f
+                g = gated_merge(self.gate_global, f, g)
             f = g
         if self.local_mixer is not None:
             h = self.norm_local(f).transpose(1, 2)  # (B, D, T')
             h = self.local_mixer(h, m[:, None, :])[0].transpose(1, 2)  # (B, T', D)
             h = (self.scale_local(h) + f) * m_f
             if self.gated:
-                w = torch.sigmoid(self.gate_local(torch.cat((f, h), dim=-1)))
-                h = w * h + (1.0 - w) * f
+                h = gated_merge(self.gate_local, f, h)
             f = h
         out = self.scale_ffn(self.ffn(self.norm_ffn(f))) + f  # (B, T', D)
 

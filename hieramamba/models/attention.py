@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hieramamba.models.conv_ops import depthwise_conv3, is_channels_last, pointwise_conv
 from hieramamba.models.norms import LayerNorm, LayerScale
 from hieramamba.models.window_attention import banded_attention
 
@@ -67,11 +68,22 @@ class MaskedConv1D(nn.Module):
         if bias:
             nn.init.zeros_(self.conv.bias)
 
+    def _conv(self, x: torch.Tensor) -> torch.Tensor:
+        """``self.conv(x)``, by the faster equal form of ``conv_ops`` where one applies."""
+        conv = self.conv
+        k, groups = conv.kernel_size[0], conv.groups
+        if k == 1 and groups == 1 and self.stride == 1:
+            return pointwise_conv(x, conv)
+        if (k, self.stride, conv.padding[0]) == (3, 1, 1) and groups == conv.in_channels == conv.out_channels \
+                and conv.bias is None:
+            return depthwise_conv3(x, conv.weight)
+        return conv(x)
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         # x (B, C_in, T), mask (B, 1, T) -> (B, C_out, T'), (B, 1, T')
         if mask is None:
             mask = torch.ones_like(x[:, :1], dtype=torch.bool)
-        out = self.conv(x * mask.to(x.dtype))
+        out = self._conv(x * mask.to(x.dtype))
         if self.stride > 1:
             mask = downsample_mask_nearest(mask, self.stride, out.shape[-1])
         return out, mask
@@ -161,11 +173,12 @@ class MaskedMHA(nn.Module):
         v = k if v is None else v
         if kv_mask is None:
             kv_mask = torch.ones_like(k[:, :1], dtype=torch.bool)
-        q = self.query(q)
-        k = self.key(k)
-        v = self.value(v)
+        q = pointwise_conv(q, self.query)  # (B, C, t1); the 1x1 convs as matmuls (conv_ops)
+        k = pointwise_conv(k, self.key)
+        v = pointwise_conv(v, self.value)
         if kv_size is not None and k.shape[0] != q.shape[0]:
             q = q.repeat_interleave(kv_size, dim=0)
+        channels_last = is_channels_last(q)  # the output keeps the input's layout (conv_ops)
         bs, h, d = q.shape[0], self.n_heads, self.n_channels
         q = q.view(bs, h, d, -1)
         k = k.view(bs, h, d, -1)
@@ -176,8 +189,11 @@ class MaskedMHA(nn.Module):
             out = self._local(q, k, v, kv_mask)
         else:
             out = self._global(q, k, v, kv_mask)
-        out = out.transpose(2, 3).reshape(bs, self.embd_dim, -1)  # (B, C, t1)
-        return self.proj_drop(self.proj(out))
+        if channels_last:
+            out = out.transpose(1, 2).reshape(bs, -1, self.embd_dim).transpose(1, 2)  # (B, C, t1), channels-last
+        else:
+            out = out.transpose(2, 3).reshape(bs, self.embd_dim, -1)  # (B, C, t1)
+        return self.proj_drop(pointwise_conv(out, self.proj))
 
 
 class ConvAttNLayer(nn.Module):
@@ -244,8 +260,8 @@ class FFN(nn.Module):
         self.dropout = nn.Dropout(pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(self.actv(self.fc(x)))
-        return self.dropout(self.proj(x))
+        x = self.dropout(self.actv(pointwise_conv(x, self.fc)))  # 1x1 convs as matmuls (conv_ops)
+        return self.dropout(pointwise_conv(x, self.proj))
 
 
 class TransformerEncoder(nn.Module):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def drop_path(x: torch.Tensor, drop_prob: float = 0.0, training: bool = False) -> torch.Tensor:
@@ -72,7 +73,14 @@ class LayerNorm(nn.Module):
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T) -> (B, C, T)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T) -> (B, C, T), x's layout
+        if x.transpose(1, 2).is_contiguous():
+            # channels-last memory (the transpose of a contiguous (B, T, C)): torch's fused layer norm
+            # over the last axis, one pass instead of the ~9 elementwise passes below; same formula
+            # (biased variance, eps inside the square root)
+            w = None if self.weight is None else self.weight[:, 0].to(x.dtype)
+            b = None if self.bias is None else self.bias[:, 0].to(x.dtype)
+            return F.layer_norm(x.transpose(1, 2), (self.n_channels,), w, b, self.eps).transpose(1, 2)
         x = x - x.mean(dim=1, keepdim=True)
         x = x / torch.sqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)
         if self.weight is not None:

@@ -154,6 +154,11 @@ def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _decay_matrix(Acs2: torch.Tensor) -> torch.Tensor:
+    """(..., Q) log2-scaled running sums -> (..., Q, Q): 2 ** min(Acs2[i] - Acs2[j], 0)."""
+    return (Acs2[..., :, None] - Acs2[..., None, :]).clamp_(max=0.0).exp2_()
+
+
 class _DecayedScores(torch.autograd.Function):
     """scores[..., i, j] = exp(min(Acs[i] - Acs[j], 0)) * CB[i, j]: the intra-chunk (Q x Q) matrix.
 
@@ -177,14 +182,18 @@ class _DecayedScores(torch.autograd.Function):
         # torch.exp on the x86 CPU build measured (its exp2 kernel is vectorised, exp is not);
         # the scaling touches the small (.., Q) tensor, not the (.., Q, Q) one.
         Acs2 = Acs * _LOG2E
-        W = (Acs2[..., :, None] - Acs2[..., None, :]).clamp_(max=0.0).exp2_()  # (b, g, hg, c, Q, Q)
+        W = _decay_matrix(Acs2)  # (b, g, hg, c, Q, Q)
         scores = W * CB
-        ctx.save_for_backward(W, CB, scores)
+        # W is not saved: it is recomputed in backward from the small Acs2 (one elementwise pass), which
+        # frees a (b, h, l, Q) tensor per scan for the whole backward; scores is kept alive by the
+        # matmul that consumes it anyway, so saving it costs nothing
+        ctx.save_for_backward(Acs2, CB, scores)
         return scores
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        W, CB, scores = ctx.saved_tensors
+        Acs2, CB, scores = ctx.saved_tensors
+        W = _decay_matrix(Acs2)
         d_CB = (grad * W).sum(dim=2, keepdim=True) if ctx.needs_input_grad[1] else None
         d_Acs = None
         if ctx.needs_input_grad[0]:

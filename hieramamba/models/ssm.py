@@ -61,6 +61,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hieramamba.models.conv_ops import depthwise_conv_channels_last
 from hieramamba.models.ssd import BACKENDS, DEFAULT_CHUNK_SIZE, resolve_backend, ssd_scan
 
 
@@ -69,12 +70,63 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+class _GatedRMSNormFn(torch.autograd.Function):
+    """The gated RMSNorm of ``GatedRMSNorm`` with a hand-written backward that saves only x, z and
+    the per-row 1 / rms (autograd's chain would keep four (B, L, d_inner) intermediates alive until
+    the backward: silu(z), the normalised rows and two products). Forward: the same operations in
+    the same order as the plain formula, so the same numbers. Backward, with r = 1 / rms(h),
+    n = h r w, D = d_inner:  dh = r (dn w) - r^3 / D * h * sum(dn w h),  dw = sum(dn h r),
+    silu'(z) = s (1 + z (1 - s)) with s = sigmoid(z).
+    """
+
+    @staticmethod
+    def forward(ctx, x, z, weight, eps: float, norm_before_gate: bool):
+        acc = _compute_dtype(x.dtype)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            h, gate, w = x.to(acc), F.silu(z.to(acc)), weight.to(acc)
+            if not norm_before_gate:
+                h = h * gate
+            r = torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)  # (..., 1)
+            h = h * r * w
+            if norm_before_gate:
+                h = h * gate
+        ctx.save_for_backward(x, z, weight, r)
+        ctx.norm_before_gate = norm_before_gate
+        return h.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, z, weight, r = ctx.saved_tensors
+        acc = r.dtype
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            g, x_, z_, w = grad.to(acc), x.to(acc), z.to(acc), weight.to(acc)
+            sig = torch.sigmoid(z_)
+            gate = z_ * sig  # silu(z)
+            if ctx.norm_before_gate:  # out = (h r w) * gate, h = x
+                h = x_
+                d_gate = g * (h * r * w)
+                dn = g * gate
+            else:  # out = h r w, h = x * gate
+                h = x_ * gate
+                dn = g
+            dnw = dn * w
+            dh = r * dnw - (r.pow(3) / h.shape[-1]) * h * (dnw * h).sum(-1, keepdim=True)
+            if ctx.norm_before_gate:
+                dx = dh
+            else:
+                dx, d_gate = dh * gate, dh * x_
+            dz = d_gate * sig * (1 + z_ * (1 - sig))
+            dw = (dn * h * r).reshape(-1, h.shape[-1]).sum(0) if ctx.needs_input_grad[2] else None
+        return dx.to(x.dtype), dz.to(z.dtype), None if dw is None else dw.to(weight.dtype), None, None
+
+
 class GatedRMSNorm(nn.Module):
     """RMSNorm over the last axis with a SiLU gate, computed in float32 (mamba_ssm ``RMSNormGated``).
 
     norm_before_gate=True (Hydra):  x * rsqrt(mean(x^2) + eps) * weight * silu(z)
     norm_before_gate=False (Mamba2): h = x * silu(z); h * rsqrt(mean(h^2) + eps) * weight
-    The result has x's dtype (float32 math in between, float64 kept for float64 inputs).
+    The result has x's dtype (float32 math in between, float64 kept for float64 inputs). The
+    backward is ``_GatedRMSNormFn``'s (less memory held for it, same values).
     """
 
     def __init__(self, hidden_size: int, eps: float = 1e-5, norm_before_gate: bool = True):
@@ -84,16 +136,7 @@ class GatedRMSNorm(nn.Module):
         self.norm_before_gate = norm_before_gate
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # (..., d), (..., d) -> (..., d)
-        out_dtype = x.dtype
-        acc = _compute_dtype(x.dtype)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            h, gate, w = x.to(acc), F.silu(z.to(acc)), self.weight.to(acc)
-            if not self.norm_before_gate:
-                h = h * gate
-            h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps) * w
-            if self.norm_before_gate:
-                h = h * gate
-        return h.to(out_dtype)
+        return _GatedRMSNormFn.apply(x, z, self.weight, self.eps, self.norm_before_gate)
 
     def extra_repr(self) -> str:
         return f"{self.weight.numel()}, eps={self.eps}, norm_before_gate={self.norm_before_gate}"
@@ -225,8 +268,7 @@ class Hydra(nn.Module):
         n_dirs = 2 if self.bidirectional else 1
         zxbcdt = self.in_proj(u)  # (B, L, d_in_proj)
         z, xBC, dt = torch.split(zxbcdt, [self.d_inner, self.d_inner + n_dirs * 2 * gn, n_dirs * H], dim=-1)
-        xBC = self.conv1d(xBC.transpose(1, 2))[..., :seqlen]  # (B, conv_dim, L); causal: cut the tail
-        xBC = F.silu(xBC).transpose(1, 2)  # (B, L, conv_dim)
+        xBC = F.silu(depthwise_conv_channels_last(xBC, self.conv1d)[:, :seqlen])  # (B, L, conv_dim); causal: cut the tail
         acc = _compute_dtype(dt.dtype)
         # softplus in float32, with the one dt_bias shared by both directions
         dt = F.softplus(dt.to(acc).view(batch, seqlen, n_dirs, H) + self.dt_bias.to(acc))  # (B, L, n_dirs, H)
@@ -264,10 +306,12 @@ class Hydra(nn.Module):
             torch.cat([p["Bf"], flip(p["Bb"])], dim=0),
             torch.cat([p["Cf"], flip(p["Cb"])], dim=0),
         )  # (2B, L, H, P)
-        # one-step shift in each direction (zero at the start), then un-flip the backward half
-        y = F.pad(y[:, :-1], (0, 0, 0, 0, 1, 0))  # (2B, L, H, P)
-        y = y[:batch] + flip(y[batch:]) + p["Dt"].to(y.dtype)[..., None] * x.to(y.dtype)
-        return y.reshape(batch, seqlen, self.d_inner)
+        # y_t = yf_{t-1} + yb_{t+1} + Dt_t x_t: the forward half shifted one step later, the backward
+        # half (reversed time: yb_{t+1} is its step L - 2 - t) un-flipped one step earlier
+        out = p["Dt"].to(y.dtype)[..., None] * x.to(y.dtype)  # (B, L, H, P)
+        out[:, 1:] += y[:batch, :-1]
+        out[:, :-1] += flip(y[batch:, :-1])
+        return out.view(batch, seqlen, self.d_inner)
 
     def output(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Gated RMSNorm and out_proj: y, z (B, L, d_inner) -> (B, L, d_model)."""

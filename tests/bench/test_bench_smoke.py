@@ -34,7 +34,8 @@ def test_backbone_section_in_process(tmp_path):
         pytest.skip(f"HieraMamba backbone not importable: {scaling._backbone_available()}")
     out = tmp_path / "bench.json"
     rc = cli.main(["scaling", "--what", "backbone", "--in-process", "--backbone-lengths", "32,64", "--widths", "64",
-                   "--mixers", "hydra:window_attention", "--modes", "fwd", "--repeats", "1", "--out", str(out)])
+                   "--mixers", "hydra:window_attention", "--modes", "fwd", "--repeats", "1",
+                   "--fit-min-length", "32", "--fit-min-points", "2", "--out", str(out)])
     assert rc == 0
     report = json.loads(out.read_text())
     points = report["backbone"]["points"]
@@ -71,7 +72,7 @@ def test_seed_backbones_get_their_own_series(tmp_path):
     out = tmp_path / "bench.json"
     rc = cli.main(["scaling", "--what", "backbone", "--in-process", "--backbone-lengths", "32,64", "--widths", "32",
                    "--backbones", "hieramamba,snag", "--mixers", "hydra:window_attention", "--modes", "fwd",
-                   "--repeats", "1", "--out", str(out)])
+                   "--repeats", "1", "--fit-min-length", "32", "--fit-min-points", "2", "--out", str(out)])
     assert rc == 0
     report = json.loads(out.read_text())
     names = [p["spec"]["name"] for p in report["backbone"]["points"]]

@@ -144,7 +144,7 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[:2] == ["bench", "scaling"]:
         rows = [{"backbone": name, "L": n, "fwd_time_s": 1e-4 * n ** p, "peak_mem_mb": 0.01 * n ** p}
-                for name, p in (("hieramamba", 1.0), ("attention", 2.0)) for n in (256, 512, 1024)]
+                for name, p in (("hieramamba", 1.0), ("attention", 2.0)) for n in (2048, 4096, 8192)]
         atomic_json(Path(option(argv, "--out")), {"results": rows})
         return 0
     print(f"fake hieramamba: unsupported call {argv}", file=sys.stderr)

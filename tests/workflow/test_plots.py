@@ -4,6 +4,7 @@ scaling exponents are the known ones."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -128,8 +129,8 @@ def _bench(path, rows):
 def test_scaling_exponents(tmp_path):
     rows = [{"backbone": name, "L": n, "fwd_time_s": 1e-4 * n ** p, "fwd_bwd_time_ms": 0.3 * n ** p,
              "peak_mem_mb": 0.01 * n ** p}
-            for name, p in (("hieramamba", 1.0), ("attention", 2.0)) for n in (256, 512, 1024, 2048)]
-    rows.append({"backbone": "attention", "L": 4096, "ok": False, "error": "out of memory"})
+            for name, p in (("hieramamba", 1.0), ("attention", 2.0)) for n in (2048, 4096, 8192, 16384)]
+    rows.append({"backbone": "attention", "L": 32768, "ok": False, "error": "out of memory"})
     bench = _bench(tmp_path / "bench.json", rows)
     run_script("plot_scaling.py", str(bench), "--out", str(tmp_path / "scaling"), "--table", str(tmp_path / "exp"))
     _assert_images(tmp_path / "scaling")
@@ -138,7 +139,7 @@ def test_scaling_exponents(tmp_path):
         sub = exponents[exponents["model"] == model]
         assert set(sub["measure"]) == {"fwd_time_s", "fwd_bwd_time_ms", "peak_mem_mb"}
         assert sub["exponent"].to_numpy() == pytest.approx(expected, abs=1e-9)
-    assert (exponents["max_length"] == 2048).all(), "the failed (OOM) record is left out"
+    assert (exponents["max_length"] == 16384).all(), "the failed (OOM) record is left out"
     assert "<caption>Scaling: fitted log-log exponent per model</caption>" in (tmp_path / "exp.html").read_text()
 
 
@@ -159,8 +160,42 @@ def test_scaling_reads_the_bench_report_layout(tmp_path):
             points.append({"spec": spec, "n_params": 1000, "fwd_s": 1e-5 * n ** p, "fwd_peak_mb": 1e-3 * n ** p})
     points.append({"spec": dict(points[0]["spec"], L=4096), "error": "timeout after 10 s"})
     bench = tmp_path / "bench.json"
-    bench.write_text(json.dumps({"env": {}, "args": {}, "backbone": {"points": points, "slopes": []}}))
+    fit = {"min_length": 512, "min_points": 3}  # the benchmark's fit rule, which the plot follows
+    bench.write_text(json.dumps({"env": {}, "args": {}, "backbone": {"points": points, "slopes": [], "fit": fit}}))
     run_script("plot_scaling.py", str(bench), "--out", str(tmp_path / "scaling"), "--table", str(tmp_path / "exp"))
     exponents = pd.read_csv(tmp_path / "exp.csv").set_index(["model", "measure"])["exponent"]
     assert exponents[("hieramamba (hydra+window_attention)", "fwd_s")] == pytest.approx(1.0)
     assert exponents[("hieramamba (attention+window_attention)", "fwd_peak_mb")] == pytest.approx(2.0)
+
+
+def test_scaling_marks_the_wall_and_fits_only_reliable_points(tmp_path):
+    """A wall point (timeout) is marked, not dropped; the fit skips short lengths and the wall."""
+    sys.path.insert(0, str(SCRIPTS))
+    import plot_scaling
+
+    points = []
+    for name, p in (("transformer", 2.0), ("hieramamba", 1.0)):
+        for n in (512, 1024, 2048, 4096, 8192):
+            # flat below 2k (fixed costs), then L^p
+            points.append({"spec": {"name": name, "L": n, "d_model": 256}, "fwd_s": 1e-6 * max(n, 2048) ** p})
+    points.append({"spec": {"name": "transformer", "L": 16384, "d_model": 256}, "error": "timeout after 60 s",
+                   "wall": "timeout"})
+    points.append({"spec": {"name": "transformer", "L": 32768, "d_model": 256}, "wall": "timeout", "beyond_wall": True})
+    env = {"malloc_env": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "17179869184"}, "fresh_process": True,
+           "torch_threads": 2, "load_average_at_start": [1.5, 1.0, 1.0]}
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"env": env, "backbone": {"points": points, "fit": {"min_length": 2048, "min_points": 3}}}))
+    walls = []
+    frame = plot_scaling.load_bench(str(bench), walls)
+    assert walls == [("transformer", 16384, "timeout")]  # the point beyond the wall is not a second wall
+    assert frame["length"].max() == 8192
+    exps = plot_scaling.fit_exponents(frame, 2048, 3).set_index("model")
+    assert exps.loc["transformer", "exponent"] == pytest.approx(2.0)  # the flat short points are not fitted
+    assert exps.loc["transformer", "min_length"] == 2048 and exps.loc["transformer", "points"] == 3
+    assert math.isnan(plot_scaling.fit_exponents(frame, 4096, 3).set_index("model").loc["hieramamba", "exponent"])
+    settings = plot_scaling.bench_settings(json.loads(bench.read_text()))
+    assert "MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=17179869184" in settings["subtitle"]
+    assert "fresh process per point" in settings["subtitle"] and "2 threads" in settings["subtitle"]
+    run_script("plot_scaling.py", str(bench), "--out", str(tmp_path / "scaling"), "--table", str(tmp_path / "exp"))
+    _assert_images(tmp_path / "scaling")
+    assert "a point at a wall" in (tmp_path / "exp.md").read_text()

@@ -29,14 +29,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 LIST_KEYS = ("results", "records", "rows", "measurements")
+# the slope-fit rule when the JSON does not carry the benchmark's own (hieramamba.bench.scaling_fit)
+MIN_FIT_LENGTH = 2048
+MIN_FIT_POINTS = 3
 NAME_KEYS = ("backbone", "model", "name", "mixer", "variant", "label")
 LENGTH_KEYS = ("L", "length", "seq_len", "seq_length", "T")
 ID_KEYS = set(NAME_KEYS) | set(LENGTH_KEYS) | {"width", "d_model", "batch", "repeats", "threads", "seed", "n_params"}
 
 
 def _bench_points(section: dict) -> list[dict]:
-    """Flatten `hieramamba bench scaling` backbone points into records with a readable model name."""
-    points = [p for p in section.get("points", []) if not p.get("error")]
+    """Flatten `hieramamba bench scaling` backbone points into records with a readable model name.
+
+    A point where its series hit the wall (``wall``: timeout / out of memory) stays as a record
+    with ``wall`` and no measurements, so the plot can mark it; points beyond the wall (not run)
+    and points that failed for another reason are left out.
+    """
+    points = [p for p in section.get("points", []) if not p.get("beyond_wall") and (p.get("wall") or not p.get("error"))]
     widths = {p["spec"].get("d_model") for p in points}
     records = []
     for point in points:
@@ -48,9 +56,30 @@ def _bench_points(section: dict) -> list[dict]:
         if len(widths) > 1:
             label += f" d={spec.get('d_model')}"
         record = {"model": label, "L": spec["L"]}
-        record.update({k: v for k, v in point.items() if k not in ("spec", "n_params", "flops", "gflops")})
+        if point.get("wall"):
+            record["wall"] = point["wall"]
+        else:
+            record.update({k: v for k, v in point.items() if k not in ("spec", "n_params", "flops", "gflops")})
         records.append(record)
     return records
+
+
+def bench_settings(data) -> dict:
+    """What the measuring processes ran under (for the plot's subtitle) and the slope-fit rule."""
+    env = data.get("env", {}) if isinstance(data, dict) else {}
+    fit = ((data.get("backbone") or {}).get("fit") or {}) if isinstance(data, dict) else {}
+    malloc = env.get("malloc_env") or {}
+    allocator = " ".join(f"{k}={v}" for k, v in malloc.items() if v is not None) or "default glibc allocator"
+    parts = [allocator]
+    if env.get("fresh_process") is not None:
+        parts.append("fresh process per point" if env["fresh_process"] else "all points in one process")
+    if env.get("torch_threads"):
+        parts.append(f"{env['torch_threads']} threads")
+    if env.get("load_average_at_start"):
+        parts.append(f"load {env['load_average_at_start'][0]:.1f}")
+    return {"subtitle": "; ".join(parts),
+            "min_length": int(fit.get("min_length", MIN_FIT_LENGTH)),
+            "min_points": int(fit.get("min_points", MIN_FIT_POINTS))}
 
 
 def _records(data) -> list[dict]:
@@ -80,10 +109,17 @@ def _kind_and_scale(key: str):
     return None, None
 
 
-def load_bench(path: str) -> pd.DataFrame:
-    """Long table: model, length, kind (time/memory), measure (the JSON key), value."""
+def load_bench(path: str, walls: list | None = None) -> pd.DataFrame:
+    """Long table: model, length, kind (time/memory), measure (the JSON key), value.
+
+    Records that hit a wall (``wall``: the reason) add (model, length, reason) to ``walls``.
+    """
     rows = []
     for index, record in enumerate(_records(wflib.read_json(path))):
+        if record.get("wall"):
+            if walls is not None:
+                walls.append((str(record.get("model") or record.get("backbone")), int(record["L"]), record["wall"]))
+            continue
         if record.get("ok") is False or record.get("error"):
             continue
         name_parts = [str(record[k]) for k in NAME_KEYS if record.get(k) not in (None, "")]
@@ -105,24 +141,31 @@ def load_bench(path: str) -> pd.DataFrame:
     return frame
 
 
-def fit_exponents(frame: pd.DataFrame) -> pd.DataFrame:
-    """Least-squares slope of log(value) on log(length) per (model, measure); NaN with < 2 lengths."""
+def fit_exponents(frame: pd.DataFrame, min_length: int = MIN_FIT_LENGTH, min_points: int = MIN_FIT_POINTS) -> pd.DataFrame:
+    """Least-squares slope of log(value) on log(length) per (model, measure), over the reliable points
+    only: lengths >= ``min_length`` (shorter ones are dominated by fixed costs), and only with at
+    least ``min_points`` of them (else NaN). Wall points carry no measurement and never enter.
+    ``min_length``/``max_length``/``points`` describe the fitted points."""
     rows = []
     for (model, kind, measure), sub in frame.groupby(["model", "kind", "measure"], sort=True):
         sub = sub.groupby("length", as_index=False)["value"].mean()
-        if len(sub) >= 2:
-            slope, _ = np.polyfit(np.log(sub["length"]), np.log(sub["value"]), 1)
+        used = sub[sub["length"] >= min_length]
+        if len(used) >= min_points:
+            slope, _ = np.polyfit(np.log(used["length"]), np.log(used["value"]), 1)
         else:
             slope = math.nan
         rows.append({"model": model, "kind": kind, "measure": measure, "exponent": float(slope),
-                     "min_length": int(sub["length"].min()), "max_length": int(sub["length"].max()),
-                     "points": len(sub)})
+                     "min_length": int(used["length"].min()) if len(used) else None,
+                     "max_length": int(used["length"].max()) if len(used) else None,
+                     "points": len(used)})
     return pd.DataFrame(rows)
 
 
 def plot_scaling(bench, png, pdf, csv, md, tex, html=None):
-    frame = load_bench(bench)
-    exponents = fit_exponents(frame)
+    settings = bench_settings(wflib.read_json(bench))
+    walls: list = []
+    frame = load_bench(bench, walls)
+    exponents = fit_exponents(frame, settings["min_length"], settings["min_points"])
     slope = {(r.model, r.measure): r.exponent for r in exponents.itertuples()}
     frame["line"] = [f"{m} · {k} (slope {wflib.fmt_num(slope[(m, k)])})" for m, k in zip(frame["model"], frame["measure"])]
     kinds = [k for k in ("time (s)", "peak memory (MB)") if k in set(frame["kind"])]
@@ -135,12 +178,24 @@ def plot_scaling(bench, png, pdf, csv, md, tex, html=None):
         ax.set_xlabel("video length L (feature steps)")
         ax.set_ylabel(kind)
         ax.set_title(f"{kind} vs length (log-log; slope = fitted exponent)")
+        mark_walls(ax, walls)
         ax.legend(fontsize=7, title=None)
+    fig.suptitle(settings["subtitle"], fontsize=8)
     wflib.save_figure(fig, png, pdf)
     shown = exponents.assign(exponent=[wflib.fmt_num(v) for v in exponents["exponent"]])
+    rule = (f"fitted only over lengths >= {settings['min_length']} with >= {settings['min_points']} measured "
+            "points; a point at a wall (timeout / out of memory) has no measurement and is not fitted")
     wflib.write_table(exponents, shown, csv, md, tex, "Scaling: fitted log-log exponent per model",
-                      ["exponent = slope of log(value) vs log(L); 1 = linear, 2 = quadratic."],
+                      ["exponent = slope of log(value) vs log(L); 1 = linear, 2 = quadratic; " + rule + "."],
                       label="tab:scaling", html=html)
+
+
+def mark_walls(ax, walls: list) -> None:
+    """Mark where a model hit its wall: a red X at that length on the top edge and its reason."""
+    for i, (model, length, reason) in enumerate(sorted(set(walls), key=lambda w: (w[1], w[0]))):
+        ax.axvline(length, color="tab:red", linestyle=":", linewidth=1)
+        ax.plot([length], [0.97], marker="X", color="tab:red", markersize=9, transform=ax.get_xaxis_transform(),
+                clip_on=False, label=f"{model}: {reason} at L={length}" if i < 8 else None)
 
 
 def main(argv=None) -> int:
