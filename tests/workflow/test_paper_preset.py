@@ -64,8 +64,13 @@ def test_preset_settings():
     assert preset["scale"] == "paper" and preset["cuda"] is True and preset["seeds"] == 3
     assert {n for n, d in preset["datasets"].items() if d["enabled"]} == set(REAL)
     assert all(not preset["datasets"][f"synth_{n}"]["enabled"] for n in REAL)
+    # every table on, every variant, every dataset and seed (config.yaml's default restricts them)
     for table in ("main", "ablation", "stride", "backbones"):
-        assert preset["tables"][table] == {"datasets": None, "variants": None, "max_seeds": None}, table
+        settings = preset["tables"][table]
+        assert settings.get("enabled", True) is True, table
+        assert not settings.get("exclude"), table
+        assert {k: settings[k] for k in ("datasets", "variants", "max_seeds")} == \
+            {"datasets": None, "variants": None, "max_seeds": None}, table
 
 
 def test_every_variant_dataset_seed_is_a_gpu_train_job(preset_dry_run):

@@ -198,10 +198,15 @@ def plot_recall_by_length(metrics, dataset, paper_path, paper_dataset, variants,
         ax.set_ylabel("recall (%)")
         ax.grid(axis="y", alpha=0.3)
     handles = [plt.Line2D([], [], color=palette[v], marker="o", ms=4, label=v) for v in hue_order]
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="variant")
     title = f"{dataset}: recall by video length ({INTERVAL_NOTE})"
     if thin:
         title += f"\nopen marker: a bin of < {MIN_QUERIES_FOR_INTERVAL} queries, no interval"
+    _finish(fig, handles, title, png, pdf)
+
+
+def _finish(fig, handles, title, png, pdf) -> None:
+    """Variant legend right of the panels, the title, then save PNG + PDF."""
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="variant")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     wflib.save_figure(fig, png, pdf)
@@ -371,13 +376,10 @@ def plot_training_curves(metrics, dataset, paper_path, paper_dataset, variants, 
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     handles = [plt.Line2D([], [], color=palette[v], label=v) for v in hue_order]
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="variant")
     title = f"{dataset}: training curves (mean ± sd over seeds)"
     if skipped:
         title += f"; not drawn (zero in every run): {', '.join(skipped)}"
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    wflib.save_figure(fig, png, pdf)
+    _finish(fig, handles, title, png, pdf)
 
 
 PLOTS = {"recall_by_length": plot_recall_by_length, "ablation": plot_ablation,
