@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hieramamba.models.conv_ops import is_channels_last
+
 
 def drop_path(x: torch.Tensor, drop_prob: float = 0.0, training: bool = False) -> torch.Tensor:
     """Stochastic depth per sample: zero whole rows of the batch with probability ``drop_prob``.
@@ -74,7 +76,7 @@ class LayerNorm(nn.Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T) -> (B, C, T), x's layout
-        if x.transpose(1, 2).is_contiguous():
+        if is_channels_last(x):
             # channels-last memory (the transpose of a contiguous (B, T, C)): torch's fused layer norm
             # over the last axis, one pass instead of the ~9 elementwise passes below; same formula
             # (biased variance, eps inside the square root)

@@ -66,36 +66,20 @@ class BinHits:
     seeds: list[int]
 
 
-def _videos(ids: pd.DataFrame) -> np.ndarray | None:
-    if "video" not in ids.columns or ids["video"].isna().any() or (ids["video"].astype(str) == "").any():
-        return None
-    return ids["video"].to_numpy(dtype=object)
-
-
 def length_bin_hits(runs: pd.DataFrame, metrics: list[str]) -> dict[tuple[str, str], BinHits]:
-    """(variant, length bin) -> its BinHits, from each run's hits.csv.gz (evidence.read_run_hits:
-    read by column name, checked against the run's metrics.json). Every seed of a variant must
-    score the same queries; its matrix rows are its seeds in increasing order."""
+    """(variant, length bin) -> its BinHits, from the runs' hits.csv.gz through the tables' own
+    reader (evidence.TableHits: read by column name, checked against each run's metrics.json, every
+    run on the same queries, a query's video borrowed from any run that names it). Matrix rows are
+    a variant's seeds in increasing order."""
+    hits = evidence.TableHits(runs, metrics, specs={})
+    bins = hits.ids["length_bin"].to_numpy()
+    kinds = hits.ids["kind"].to_numpy()
     out = {}
     for variant, group in runs.sort_values(["variant", "seed"]).groupby("variant", sort=False):
-        hits, ids, first, videos = [], None, None, None
-        for _, run in group.iterrows():
-            run_hits = evidence.read_run_hits(run, metrics)
-            if ids is None:
-                ids, first = run_hits.ids, run["run_dir"]
-            elif not run_hits.ids["query_id"].equals(ids["query_id"]):
-                raise ValueError(f"{run['run_dir']}/{evidence.HITS_FILE} and {first}/{evidence.HITS_FILE} score "
-                                 "different queries: the seeds of one variant must be evaluated on the same split")
-            if videos is None:  # a file without the video column borrows another seed's (same queries)
-                videos = _videos(run_hits.ids)
-            hits.append(run_hits.values)
-        values = np.stack(hits, axis=1).astype(float)  # (M, S, Q)
-        bins = ids["length_bin"].to_numpy()
-        kinds = ids["kind"].to_numpy()
+        seeds = [int(s) for s in group["seed"]]
         for label in dict.fromkeys(bins):
             cols = np.flatnonzero(bins == label)
-            out[(variant, label)] = BinHits(values[:, :, cols], kinds[cols],
-                                            None if videos is None else videos[cols], [int(s) for s in group["seed"]])
+            out[(variant, label)] = BinHits(hits.stack(variant, seeds, cols), kinds[cols], hits.clusters(cols), seeds)
     return out
 
 
