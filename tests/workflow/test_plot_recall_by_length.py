@@ -1,5 +1,5 @@
-"""The recall-by-length plot's intervals: per variant and length bin, the tables' two-way bootstrap
-(stats.two_way_intervals) of the hit matrix seeds x that bin's queries, read from the runs'
+"""The recall-by-length plot's intervals: per variant and length bin, the tables' interval
+(stats.intervals: Student t on seeds + video bootstrap) of the hit matrix seeds x that bin's queries, read from the runs'
 hits.csv.gz; a bin of < 2 queries gets its point without an interval; bins in their natural order."""
 
 from __future__ import annotations
@@ -41,13 +41,13 @@ def _expected(metrics_paths, variant, metrics):
     return out
 
 
-def _two_way(stack, kinds, videos):
-    return stats.two_way_intervals(stack, kinds, **({} if videos is None else {"clusters": videos}))
+def _tables_interval(stack, kinds, videos):
+    return stats.intervals(stack, kinds, **({} if videos is None else {"clusters": videos}))
 
 
 def test_bin_intervals_are_the_tables_bootstrap_on_each_bins_hit_matrix(fixture_runs):
     """Fixture runs with planted hits (400 queries in 3 length bins, plain and long_range): each
-    (variant, bin, metric) row is stats.two_way_intervals of the seeds x bin-queries matrix with the
+    (variant, bin, metric) row is stats.intervals of the seeds x bin-queries matrix with the
     queries' kinds as strata; the matrices the plot builds are the hits files' own."""
     _, metrics, _ = fixture_runs
     paths = metrics["synth_tacos"]
@@ -65,7 +65,7 @@ def test_bin_intervals_are_the_tables_bootstrap_on_each_bins_hit_matrix(fixture_
             np.testing.assert_array_equal(mine.stack, stack)
             np.testing.assert_array_equal(mine.strata, kinds)
             assert stack.shape[:2] == (2, seeds) and set(kinds) == {"plain", "long_range"}
-            want = _two_way(stack, kinds, videos)
+            want = _tables_interval(stack, kinds, videos)
             assert plots.bin_intervals(mine) == want
             rows = summary[(summary["variant"] == variant) & (summary["bin"] == label)].set_index("metric").loc[r1]
             assert (rows["n_queries"] == stack.shape[2]).all() and (rows["seeds"] == seeds).all()
@@ -129,7 +129,7 @@ def test_small_bins_natural_order_and_the_plot_file(tmp_path):
     built = plots.length_bin_hits(plots.wflib.load_runs(paths[:3]), ["R1@0.5"])[("full", "0-120s")]
     assert list(built.strata) == ["plain"] * 5 + ["long_range"] * 3
     row = summary[(summary["variant"] == "full") & (summary["bin"] == "0-120s")].iloc[0]
-    interval = stats.two_way_intervals(built.stack, built.strata)[0]
+    interval = stats.intervals(built.stack, built.strata)[0]
     assert [row["mean"], row["lo"], row["hi"]] == [interval.value, interval.lo, interval.hi]
 
     out = tmp_path / "plot"

@@ -4,7 +4,7 @@
 
 
 # Recall by video length: per variant and length bin, mean over seeds with the tables' 95 %
-# two-way bootstrap interval (seeds x videos) from each run's per-query hits.
+# interval (Student t on seeds, video bootstrap) from each run's per-query hits.
 rule plot_recall_by_length:
     input:
         metrics=dataset_metrics,

@@ -50,10 +50,10 @@ def _layout(paper_path: str | None, paper_dataset: str | None, available: list[s
 
 
 # The recall-by-length plot: per variant and length bin, the hit matrix (seeds x the bin's queries)
-# of the runs' hits.csv.gz through stats.two_way_intervals, the tables' statistic (strata = the
+# of the runs' hits.csv.gz through stats.intervals, the tables' statistic (strata = the
 # query kinds of the bin's queries; clusters = their videos when the hits name them).
 MIN_QUERIES_FOR_INTERVAL = 2  # a bin with fewer queries gets its point, no interval
-INTERVAL_NOTE = "mean over seeds, 95 % two-way bootstrap interval (seeds x videos)"
+INTERVAL_NOTE = "mean over seeds, 95 % interval (seeds: Student t; videos: bootstrap)"
 
 
 @dataclass
@@ -84,8 +84,8 @@ def length_bin_hits(runs: pd.DataFrame, metrics: list[str]) -> dict[tuple[str, s
 
 
 def bin_intervals(bin_hits: BinHits) -> list[stats.Interval]:
-    """Per metric: the mean over seeds (100 * mean of the matrix) and its 95 % two-way bootstrap
-    interval, stats.two_way_intervals of the matrix with the queries' kinds as strata (and their
+    """Per metric: the mean over seeds (100 * mean of the matrix) and its 95 % interval (seed
+    variance + video bootstrap variance, Student t), stats.intervals of the matrix with the queries' kinds as strata (and their
     videos as clusters when known). A bin of fewer than MIN_QUERIES_FOR_INTERVAL queries gets the
     mean with a NaN interval."""
     stack = bin_hits.stack
@@ -93,7 +93,7 @@ def bin_intervals(bin_hits: BinHits) -> list[stats.Interval]:
         values = 100.0 * stack.mean(axis=(1, 2)) if stack.shape[2] else np.full(stack.shape[0], np.nan)
         return [stats.Interval(float(v), math.nan, math.nan) for v in values]
     kwargs = {} if bin_hits.clusters is None else {"clusters": bin_hits.clusters}
-    return stats.two_way_intervals(stack, bin_hits.strata, **kwargs)
+    return stats.intervals(stack, bin_hits.strata, **kwargs)
 
 
 def _bin_order(metrics, present: list[str]) -> list[str]:

@@ -2,43 +2,49 @@
 
 The unit of data is a hit matrix `H (S, Q)`: row s = one training seed, column q = one evaluation
 query, entry 1 when the query is a hit at a given R{k}@{iou}. A run's recall is 100 * mean of
-its row. Seeds and queries are *crossed* (every seed is scored on the same queries), so the
-bootstrap resamples both factors independently ("two-way" or pigeonhole bootstrap, Owen 2007).
-Queries are not independent, though: the queries of one video share its noise, style and layout,
-and paraphrased sentences share the very same target window (2 per event on the synthetic TACoS,
-~130 sentences per video on real TACoS). So the query factor is resampled by *cluster*, the
-cluster being a video (hierarchical / cluster bootstrap, Davison & Hinkley 1997 §3.8; Field &
-Welsh 2007), within each stratum (the query kinds, as rliable stratifies runs by task):
+its row; the estimate is 100 * mean of H. Seeds and queries are *crossed* (every seed is scored
+on the same queries), so the estimate varies with both factors (Owen 2007; Bouthillier et al.
+2021, "Accounting for variance in machine learning benchmarks"): another draw of training seeds,
+and another draw of evaluation videos. The interval adds the two variances and takes its quantile
+from Student's t:
 
-* a cluster is the (video, kind) group of queries: the stratum k has C_k clusters of sizes n_c;
-* each replicate draws S seed rows with replacement and, independently, C_k clusters with
-  replacement *within each stratum* (so every replicate keeps the split's plain / long_range
-  mix of clusters), and recomputes the recall on the resampled data: the ratio estimator
-  100 * (hits summed over the drawn seeds and the drawn clusters' queries)
-      / (S * queries in the drawn clusters),
-  so a replicate that draws larger clusters weighs them more, exactly as the recall of a
-  resampled dataset would;
-* a stratum of a single cluster cannot be resampled: it stays fixed (in every replicate);
-* the 95 % interval is the percentile interval of 2,000 such replicates, computed by
-  `scipy.stats.bootstrap(method="percentile")`, which draws each of its samples (the seed index
-  vector and one cluster index vector per stratum; `paired=False`) independently — exactly the
-  scheme above. With a single seed only the clusters are resampled. Without cluster labels (or
-  when every cluster holds one query) it is the per-query two-way bootstrap, draw for draw.
+* seed factor: v_seed = s^2 / S, s^2 the sample variance (ddof 1) of the S per-seed recalls. With
+  3-5 seeds only a t quantile is honest. A percentile bootstrap that resamples the seed rows (our
+  first method) has 10 distinct seed draws at S = 3, a variance (S - 1) / S of the sample's and
+  normal tails: in the simulated A/A benchmark of tests/workflow/test_stats.py (seed effect 0.35
+  on the logit, 160 videos) it flagged 17 % of null pairs at 3 seeds and 10.5 % at 5 (nominal
+  5 %), and the default DAG's A/A control came out flagged (README, issue 11).
+* query factor: v_query = the squared bootstrap standard error of the seed-averaged recall when
+  the *videos* are resampled: the queries of one video share its noise, style and layout, and
+  paraphrased sentences share the very same target window (2 per event on the synthetic TACoS,
+  ~130 sentences per video on real TACoS), so the query factor is resampled by *cluster*, the
+  cluster being a video (Davison & Hinkley 1997 §3.8; Field & Welsh 2007), within each stratum
+  (the query kinds, as rliable stratifies runs by task). A cluster is the (video, kind) group of
+  queries; each replicate draws C_k clusters with replacement within each stratum k (so every
+  replicate keeps the split's plain / long_range mix) and recomputes the recall on the resampled
+  data, the ratio estimator 100 * (hits of the drawn clusters' queries) / (queries drawn), so a
+  replicate that draws larger clusters weighs them more, exactly as the recall of a resampled
+  data set would; a stratum of a single cluster stays fixed. `scipy.stats.bootstrap`, 2,000
+  replicates. Without cluster labels each query is its own cluster.
+* interval: estimate +- t_{0.975, nu} * sqrt(v_seed + v_query), nu the Welch-Satterthwaite degrees
+  of freedom, nu = (v_seed + v_query)^2 / (v_seed^2 / (S - 1) + v_query^2 / (C - 1)) with C the
+  resampled clusters; clipped to the metric's range. The per-query noise of a seed (the seed x
+  query interaction) sits in both terms, so where seeds do not matter the interval is slightly
+  conservative (up to sqrt 2 wider), never too narrow. With a single seed the interval is the
+  percentile interval of the video bootstrap alone: it covers the sampling of videos, not seeds.
 
 A comparison of a variant with `full` uses the difference matrix `D = H_variant - H_full` over the
 seed indices both have (the variant's i-th seed against full's i-th seed: the same data, its own
-training seed) and the same queries, so the paired interval keeps the pairing on both factors.
+training seed) and the same queries, so the paired interval keeps the pairing on both factors: the
+per-seed recalls above become per-seed paired differences.
 
 * P(variant > full): rliable's probability of improvement (Agarwal et al. 2021) for one task: the
   Mann-Whitney U statistic of the variant's run recalls against full's, divided by the number of
   (variant run, full run) pairs: P = mean over pairs of [x > y] + 0.5 [x = y]
   (scipy.stats.mannwhitneyu).
 * resolved: the 95 % interval of the difference excludes 0 *and* at least MIN_PAIRS_TO_RESOLVE
-  seeds are paired. With 2 seeds the seed draw of the bootstrap has 3 distinct outcomes and
-  understates the seed spread (its variance is (n - 1) / n of the sample's): measured in the
-  default DAG at 2 seeds, the A/A control (full against full under other seeds) differed by -16
-  R1@0.3 points while no_gate's -24 [-39, -8] came out "resolved". An interval that excludes 0 on
-  fewer pairs is shown with † (excludes 0, too few seeds to count).
+  seeds are paired: on one pair the interval knows nothing of the seed spread. An interval that
+  excludes 0 on a single pair is shown with † (excludes 0, too few seeds to count).
 * seeds needed: the smallest n >= 2 for which a two-sided paired t-test at alpha = 0.05 has power
   >= 0.8 when the true mean paired difference is the observed mean delta and the sd of the per-seed
   differences is the observed sd: power(n) = P(|T| > t_{0.975, n-1}) with T ~ noncentral
@@ -62,16 +68,18 @@ BOOTSTRAP_SEED = 0
 ALPHA = 0.05
 POWER = 0.8
 MAX_SEEDS = 10_000  # seeds_needed reports inf beyond this
-MIN_PAIRS_TO_RESOLVE = 3  # fewer paired seeds: the seed resampling is too coarse to call a Δ resolved
+MIN_PAIRS_TO_RESOLVE = 2  # one pair says nothing of the seed spread
 
 METHOD_NOTE = (
-    f"Intervals: {CONFIDENCE:.0%} percentile bootstrap (scipy.stats.bootstrap, {N_RESAMPLES} replicates, "
-    "fixed seed) resampling seeds and, independently, clusters of queries = videos within each query kind "
-    "(a video's queries are drawn together, paraphrases and all; cluster bootstrap of the seed x query hit "
-    "matrix, recall recomputed on each resampled set). Δ = variant − full, paired by seed index and query; ✓ = resolved "
-    f"(the Δ interval excludes 0, with at least {MIN_PAIRS_TO_RESOLVE} paired seeds); † = the interval excludes 0 "
-    f"but fewer than {MIN_PAIRS_TO_RESOLVE} seeds are paired, too few for the seed resampling to be trusted "
-    "(not counted as resolved). P↑ = P(variant > full), rliable's probability of improvement over "
+    f"Intervals: {CONFIDENCE:.0%}, estimate ± Student t × sqrt(seed variance / seeds + video variance), "
+    "Welch–Satterthwaite degrees of freedom (scipy.stats.t): the seed variance from the per-seed recalls (for Δ the "
+    "per-seed paired differences), the video variance the squared standard error of a bootstrap "
+    f"(scipy.stats.bootstrap, {N_RESAMPLES} replicates, fixed seed) resampling clusters of queries = videos within "
+    "each query kind (a video's queries are drawn together, paraphrases and all; recall recomputed on each "
+    "resampled set). One seed: the bootstrap's percentile interval (videos only). Δ = variant − full, paired by "
+    f"seed index and query; ✓ = resolved (the Δ interval excludes 0, with at least {MIN_PAIRS_TO_RESOLVE} paired "
+    f"seeds); † = the interval excludes 0 on a single paired seed, which says nothing of the seed spread (not "
+    "counted as resolved). P↑ = P(variant > full), rliable's probability of improvement over "
     "(variant run, full run) pairs (scipy.stats.mannwhitneyu). n = seeds a paired t-test needs to resolve "
     f"the observed Δ at the observed per-seed spread (alpha {ALPHA}, power {POWER}, noncentral t)."
 )
@@ -100,7 +108,7 @@ class Comparison:
 
     @property
     def resolved(self) -> bool:
-        """The Δ interval excludes 0, on enough paired seeds for the seed resampling to mean much."""
+        """The Δ interval excludes 0, on enough paired seeds to know the seed spread."""
         return self.delta.resolved and self.pairs >= MIN_PAIRS_TO_RESOLVE
 
     @property
@@ -109,11 +117,11 @@ class Comparison:
 
 
 def _counts(indices: np.ndarray, n: int) -> np.ndarray:
-    """(B, m) resampled indices into range(n) -> (B, n) float32 how often each index was drawn."""
+    """(B, m) resampled indices into range(n) -> (B, n) how often each index was drawn."""
     indices = np.atleast_2d(indices)
     batch = indices.shape[0]
     offsets = indices + (np.arange(batch)[:, None] * n)
-    return np.bincount(offsets.ravel(), minlength=batch * n).reshape(batch, n).astype(np.float32)
+    return np.bincount(offsets.ravel(), minlength=batch * n).reshape(batch, n).astype(float)
 
 
 def _strata_columns(strata: Sequence | None, n_queries: int) -> list[np.ndarray]:
@@ -137,13 +145,73 @@ def _cluster_ids(clusters: Sequence | None, cols: np.ndarray) -> np.ndarray:
     return np.array([number[label] for label in labels], dtype=int)
 
 
-def two_way_intervals(stack: np.ndarray, strata: Sequence | None = None, clusters: Sequence | None = None, *,
-                      seed: int = BOOTSTRAP_SEED, n_resamples: int = N_RESAMPLES,
-                      confidence: float = CONFIDENCE) -> list[Interval]:
-    """Per metric m: 100 * mean of `stack[m] (S, Q)` with its two-way cluster bootstrap interval
-    (module docstring). `stack (M, S, Q)`: the metrics share each replicate's draw of seeds and
-    clusters. `strata`, `clusters`: a label per query (its kind, its video); a cluster is the
-    queries sharing a (stratum, cluster label); None: one stratum, each query its own cluster."""
+@dataclass(frozen=True)
+class VideoBootstrap:
+    """The video (cluster) bootstrap of the seed-averaged recall, per metric."""
+
+    values: np.ndarray  # (M,) 100 * mean hit
+    standard_error: np.ndarray  # (M,) bootstrap standard error; 0 when nothing can be resampled
+    lo: np.ndarray  # (M,) percentile interval
+    hi: np.ndarray
+    clusters: int  # clusters resampled (strata of a single cluster stay fixed and do not count)
+
+
+def video_bootstrap(stack: np.ndarray, strata: Sequence | None = None, clusters: Sequence | None = None, *,
+                    seed: int = BOOTSTRAP_SEED, n_resamples: int = N_RESAMPLES,
+                    confidence: float = CONFIDENCE) -> VideoBootstrap:
+    """The query factor (module docstring) of `stack (M, S, Q)`: the seeds are averaged (held
+    fixed) and the clusters resampled within their strata; the metrics share each replicate."""
+    from scipy import stats
+
+    stack = np.asarray(stack, dtype=float)
+    # hits summed over seeds: integers (differences too), so every sum below is exact and the
+    # result does not depend on the memory layout of `stack`
+    hits = stack.sum(axis=1)  # (M, Q)
+    n_seeds = stack.shape[1]
+    n_metrics, n_queries = hits.shape
+    if clusters is not None and np.shape(clusters) != (n_queries,):
+        raise ValueError(f"clusters must give one label per query ({n_queries}), got shape {np.shape(clusters)}")
+    values = 100.0 * hits.sum(axis=1) / (n_seeds * n_queries)  # (M,)
+    fixed_sum, fixed_size = np.zeros(n_metrics), 0.0  # strata of one cluster: in every replicate
+    moving = []  # per resampled stratum: its clusters' hit sums (M, C_k) and sizes (C_k,)
+    for cols in _strata_columns(strata, n_queries):
+        ids = _cluster_ids(clusters, cols)
+        n_clusters = int(ids.max()) + 1
+        total = np.zeros((n_metrics, n_clusters))
+        np.add.at(total.T, ids, hits[:, cols].T)
+        size = np.bincount(ids, minlength=n_clusters).astype(float)
+        if n_clusters < 2:  # scipy needs >= 2 observations to resample
+            fixed_sum, fixed_size = fixed_sum + total.sum(axis=1), fixed_size + float(size.sum())
+        else:
+            moving.append((total, size))
+    if not moving:
+        zero = np.zeros(n_metrics)
+        return VideoBootstrap(values, zero, values.copy(), values.copy(), 0)
+
+    def statistic(*drawn, axis=-1):
+        batched = np.ndim(drawn[0]) > 1  # scipy passes (B, n) resamples; (n,) for the data itself
+        hit_sum, size = fixed_sum[:, None], fixed_size  # (M, B), a scalar or (B,)
+        for idx, (total, n_of) in zip(drawn, moving):
+            counts = _counts(idx, len(n_of))  # (B, C_k) how often each cluster was drawn
+            hit_sum = hit_sum + total @ counts.T  # (M, C_k) @ (C_k, B)
+            size = size + counts @ n_of
+        out = 100.0 * hit_sum / (n_seeds * size)  # (M, B)
+        return out if batched else out[:, 0]
+
+    result = stats.bootstrap([np.arange(len(size)) for _, size in moving], statistic, n_resamples=n_resamples,
+                             confidence_level=confidence, method="percentile", vectorized=True, paired=False,
+                             rng=np.random.default_rng(seed))
+    lo, hi = (np.atleast_1d(x) for x in result.confidence_interval)
+    return VideoBootstrap(values, np.atleast_1d(result.standard_error), lo, hi,
+                          sum(len(size) for _, size in moving))
+
+
+def intervals(stack: np.ndarray, strata: Sequence | None = None, clusters: Sequence | None = None, *,
+              bounds: tuple[float, float] = (0.0, 100.0), confidence: float = CONFIDENCE, **kwargs) -> list[Interval]:
+    """Per metric m: 100 * mean of `stack[m] (S, Q)` with its seed + video interval (module
+    docstring), clipped to `bounds`. `strata`, `clusters`: a label per query (its kind, its
+    video); a cluster is the queries sharing a (stratum, cluster label); None: one stratum, each
+    query its own cluster. `kwargs`: `video_bootstrap`'s seed and n_resamples."""
     from scipy import stats
 
     stack = np.asarray(stack, dtype=float)
@@ -151,65 +219,27 @@ def two_way_intervals(stack: np.ndarray, strata: Sequence | None = None, cluster
         raise ValueError(f"expected a (metrics, seeds, queries) stack with seeds and queries, got shape {stack.shape}")
     if stack.shape[0] == 0:
         return []
-    n_metrics, n_seeds, n_queries = stack.shape
-    if clusters is not None and np.shape(clusters) != (n_queries,):
-        raise ValueError(f"clusters must give one label per query ({n_queries}), got shape {np.shape(clusters)}")
-    values = 100.0 * stack.mean(axis=(1, 2))  # (M,)
-    # per stratum: its clusters' hit sums (M, S, C_k) and sizes (C_k,)
-    sums, sizes = [], []
-    for cols in _strata_columns(strata, n_queries):
-        ids = _cluster_ids(clusters, cols)
-        n_clusters = int(ids.max()) + 1
-        total = np.zeros((n_clusters, n_metrics * n_seeds))
-        np.add.at(total, ids, stack[:, :, cols].reshape(n_metrics * n_seeds, -1).T)  # exact: integer sums
-        sums.append(total.T.reshape(n_metrics, n_seeds, n_clusters))
-        sizes.append(np.bincount(ids, minlength=n_clusters).astype(float))
-    # strata of one cluster cannot be resampled (scipy needs >= 2 observations): they stay fixed
-    fixed_sum = np.zeros((n_metrics, n_seeds))  # (M, S)
-    fixed_size = 0.0
-    moving = []
-    for total, size in zip(sums, sizes):
-        if len(size) < 2:
-            fixed_sum, fixed_size = fixed_sum + total.sum(axis=2), fixed_size + float(size.sum())
-        else:
-            moving.append((total, size))
-    resample_seeds = n_seeds >= 2
-    samples = ([np.arange(n_seeds)] if resample_seeds else []) + [np.arange(len(size)) for _, size in moving]
-    if not samples:  # one seed, one cluster: nothing to resample
-        return [Interval(float(v), float(v), float(v)) for v in values]
-
-    # hits are 0/1 (differences -1/0/1): a replicate's per-seed sum is an integer of at most
-    # (clusters drawn) x (largest cluster); below 2**24 it is exact in float32, which halves the
-    # memory traffic of the big products
-    bound = max(len(size) * float(size.max()) for _, size in moving) if moving else 0.0
-    dtype = np.float32 if fixed_size + bound < 2 ** 24 else np.float64
-    moving = [(total.astype(dtype).transpose(0, 2, 1), size.astype(dtype)) for total, size in moving]  # (M, C_k, S)
-
-    def statistic(*drawn, axis=-1):
-        batched = np.ndim(drawn[0]) > 1  # scipy passes (B, n) resamples; (n,) for the data itself
-        drawn = list(drawn)
-        seed_weights = _counts(drawn.pop(0), n_seeds) if resample_seeds else np.ones((1, n_seeds))  # (B, S)
-        per_seed = fixed_sum[:, None, :]  # (M, B, S): hits summed over the drawn clusters, per seed
-        size = fixed_size  # queries drawn: a scalar, or (B,) once a stratum is resampled
-        for idx, (total, n_of) in zip(drawn, moving):
-            counts = _counts(idx, len(n_of)).astype(dtype)  # (B, C_k)
-            # (1, B, C_k) @ (M, C_k, S) -> (M, B, S)
-            per_seed = per_seed + np.matmul(counts[None], total)
-            size = size + (counts @ n_of).astype(float)
-        out = 100.0 * (seed_weights[None] * per_seed.astype(float)).sum(axis=-1) / (n_seeds * size)  # (M, B)
-        return out if batched else out[:, 0]
-
-    result = stats.bootstrap(samples, statistic, n_resamples=n_resamples, confidence_level=confidence,
-                             method="percentile", vectorized=True, paired=False,
-                             rng=np.random.default_rng(seed))
-    lows, highs = (np.atleast_1d(x) for x in result.confidence_interval)
-    return [Interval(float(v), float(lo), float(hi)) for v, lo, hi in zip(values, lows, highs)]
+    videos = video_bootstrap(stack, strata, clusters, confidence=confidence, **kwargs)
+    n_seeds = stack.shape[1]
+    if n_seeds < 2:  # no seed spread to estimate: the video bootstrap alone
+        lo, hi = videos.lo, videos.hi
+    else:
+        v_seed = (100.0 * stack.sum(axis=2) / stack.shape[2]).var(axis=1, ddof=1) / n_seeds  # (M,)
+        v_query = videos.standard_error ** 2
+        total = v_seed + v_query
+        with np.errstate(divide="ignore", invalid="ignore"):
+            denominator = v_seed ** 2 / (n_seeds - 1) + (v_query ** 2 / (videos.clusters - 1) if videos.clusters > 1 else 0.0)
+            dof = np.where(denominator > 0, total ** 2 / np.where(denominator > 0, denominator, 1.0), np.inf)
+        half = stats.t.ppf(0.5 + confidence / 2.0, dof) * np.sqrt(total)
+        lo, hi = videos.values - half, videos.values + half
+    lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
+    return [Interval(float(v), float(a), float(b)) for v, a, b in zip(videos.values, lo, hi)]
 
 
-def two_way_interval(matrix: np.ndarray, strata: Sequence | None = None, clusters: Sequence | None = None,
-                     **kwargs) -> Interval:
-    """`two_way_intervals` of one metric's `matrix (S, Q)`."""
-    return two_way_intervals(np.asarray(matrix, dtype=float)[None], strata, clusters, **kwargs)[0]
+def interval(matrix: np.ndarray, strata: Sequence | None = None, clusters: Sequence | None = None,
+             **kwargs) -> Interval:
+    """`intervals` of one metric's `matrix (S, Q)`."""
+    return intervals(np.asarray(matrix, dtype=float)[None], strata, clusters, **kwargs)[0]
 
 
 def probability_of_improvement(variant: Sequence[float], reference: Sequence[float]) -> float:
@@ -257,7 +287,7 @@ def seeds_needed(differences: Sequence[float], alpha: float = ALPHA, power: floa
 
 def intervals_many(stacks: dict, strata: Sequence | None = None, clusters: Sequence | None = None,
                    **kwargs) -> dict:
-    """`two_way_intervals` of several `(M_i, S, Q)` stacks on the same queries (one `strata`, one
+    """`intervals` of several `(M_i, S, Q)` stacks on the same queries (one `strata`, one
     `clusters`): those with the same seed count go through one bootstrap call (the same draws a call
     per stack would make: same seed, same sample sizes), which shares the costly resampling."""
     out = {}
@@ -265,7 +295,7 @@ def intervals_many(stacks: dict, strata: Sequence | None = None, clusters: Seque
     for key, stack in stacks.items():
         by_seeds.setdefault(np.shape(stack)[1], []).append(key)
     for keys in by_seeds.values():
-        merged = two_way_intervals(np.concatenate([stacks[k] for k in keys], axis=0), strata, clusters, **kwargs)
+        merged = intervals(np.concatenate([stacks[k] for k in keys], axis=0), strata, clusters, **kwargs)
         start = 0
         for k in keys:
             out[k] = merged[start:start + len(stacks[k])]
@@ -276,8 +306,8 @@ def intervals_many(stacks: dict, strata: Sequence | None = None, clusters: Seque
 def compare_many(pairs: dict, strata: Sequence | None = None, clusters: Sequence | None = None,
                  **kwargs) -> dict:
     """Per key, per metric: variant `(M, S_v, Q)` vs reference `(M, S_r, Q)` hit stacks (same
-    query columns; seed rows paired by index up to min(S_v, S_r)); the Δ interval resamples seeds
-    and clusters as `two_way_intervals`. P(improve) uses every run of both."""
+    query columns; seed rows paired by index up to min(S_v, S_r)); the Δ interval is `intervals`
+    of the paired differences. P(improve) uses every run of both."""
     diffs, out = {}, {}
     for key, (variant, reference) in pairs.items():
         variant, reference = np.asarray(variant, dtype=float), np.asarray(reference, dtype=float)
@@ -289,7 +319,7 @@ def compare_many(pairs: dict, strata: Sequence | None = None, clusters: Sequence
             out[key] = [Comparison(nan, math.nan, math.nan, 0) for _ in range(variant.shape[0])]
             continue
         diffs[key] = variant[:, :n_pairs] - reference[:, :n_pairs]  # (M, pairs, Q) in {-1, 0, 1}
-    deltas = intervals_many(diffs, strata, clusters, **kwargs)
+    deltas = intervals_many(diffs, strata, clusters, bounds=(-100.0, 100.0), **kwargs)
     for key, diff in diffs.items():
         variant, reference = (np.asarray(x, dtype=float) for x in pairs[key])
         run_v, run_r = 100.0 * variant.mean(axis=2), 100.0 * reference.mean(axis=2)  # (M, S) run recalls

@@ -121,9 +121,9 @@ def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=N
                             "source": row["source"], "seeds": None, **dict(zip(layout, deltas)), "avg": d_avg})
             shown.append(shown_row("Δ ours − paper", f"{variant} vs {row['method']}", row["source"], wflib.DASH,
                                    [wflib.fmt_signed(d) for d in deltas], wflib.fmt_signed(d_avg)))
-    notes = ["Ours: mean [95 % interval] (recall, %): percentile bootstrap (scipy.stats.bootstrap) resampling "
-             "seeds and, independently, videos (a video's queries drawn together) within each query kind, as in "
-             "the ablation tables; the CSV adds the sample std over seeds (`_std`). Avg: mean of the row's recalls, "
+    notes = ["Ours: mean [95 % interval] (recall, %): Student t on the seed variance plus the variance of a "
+             "bootstrap (scipy.stats.bootstrap) resampling videos (a video's queries drawn together) within each query "
+             "kind, as in the ablation tables; the CSV adds the sample std over seeds (`_std`). Avg: mean of the row's recalls, "
              "± its sample std over seeds."] + warnings
     if baseline is not None and not baseline.empty:
         notes.append("Baseline: a fixed start/end prior fitted on the training split "
