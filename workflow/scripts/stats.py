@@ -12,7 +12,7 @@ from Student's t:
   3-5 seeds only a t quantile is honest. A percentile bootstrap that resamples the seed rows (our
   first method) has 10 distinct seed draws at S = 3, a variance (S - 1) / S of the sample's and
   normal tails: in the simulated A/A benchmark of tests/workflow/test_stats.py (seed effect 0.35
-  on the logit, 160 videos) it flagged 17 % of null pairs at 3 seeds and 10.5 % at 5 (nominal
+  on the logit, 160 videos) it flagged 16.5 % of null pairs at 3 seeds and 10.5 % at 5 (nominal
   5 %), and the default DAG's A/A control came out flagged (README, issue 11).
 * query factor: v_query = the squared bootstrap standard error of the seed-averaged recall when
   the *videos* are resampled: the queries of one video share its noise, style and layout, and
