@@ -100,18 +100,18 @@ def test_ablation_whiskers_come_from_the_tables_interval_columns(fixture_runs, t
     assert summary.set_index("variant").loc["no_gate", ["low", "high"]].tolist() == [37.5, 40.5]
     table = table.assign(**{"R1@0.3_lo": [40.0, 36.0], "R1@0.3_hi": [43.0, 41.0]})
     summary, kind = plots.ablation_summary(runs, table, ["R1@0.3"], order)
-    assert "95 % bootstrap interval" in kind
+    assert "95 % interval (seeds: t; videos: bootstrap)" in kind
     assert summary.set_index("variant").loc["no_gate", ["mean", "low", "high"]].tolist() == [39.0, 36.0, 41.0]
     summary, _ = plots.ablation_summary(runs, None, ["R1@0.3"], order)
     assert summary.set_index("variant").loc["no_gate", "mean"] == pytest.approx(39.0)
     assert summary.set_index("variant").loc["no_gate", "high"] == pytest.approx(39.0 + 3 ** 0.5)
-    # the real table of these runs: rows per (variant, query kind), `_mean` and bootstrap `_lo/_hi`
+    # the real table of these runs: rows per (variant, query kind), `_mean` and interval `_lo/_hi`
     run_script("tables.py", "ablation", "--dataset", "synth_tacos", "--paper-dataset", "tacos", "--paper", PAPER,
                "--synthetic", "--metrics", *metrics["synth_tacos"], "--variants", *order, "--out", str(tmp_path / "t"))
     table = pd.read_csv(tmp_path / "t.csv")
     summary, kind = plots.ablation_summary(runs, table, ["R1@0.3"], order)
     row = table[(table["variant"] == "no_gate") & (table["kind"] == "all")].iloc[0]
-    assert "95 % bootstrap interval" in kind
+    assert "95 % interval (seeds: t; videos: bootstrap)" in kind
     assert summary.set_index("variant").loc["no_gate", ["mean", "low", "high"]].tolist() == \
         [row["R1@0.3_mean"], row["R1@0.3_lo"], row["R1@0.3_hi"]]
     run_script("plots.py", "ablation", "--dataset", "synth_tacos", "--metrics", *metrics["synth_tacos"],

@@ -197,7 +197,7 @@ def _finish(fig, handles, title, png, pdf) -> None:
 
 
 # Column suffixes of an interval around a variant's mean in the ablation table's CSV, first match
-# wins (a bootstrap interval, when the table carries one); without them the whiskers are ± sd.
+# wins (the tables' 95 % interval, when the table carries one); without them the whiskers are ± sd.
 INTERVAL_SUFFIXES = (("_lo", "_hi"), ("_ci_lo", "_ci_hi"), ("_low", "_high"))
 BAR_COLOUR, FULL_COLOUR = "#9ecae1", "#e6550d"
 
@@ -236,7 +236,7 @@ def ablation_summary(runs: pd.DataFrame, table: pd.DataFrame | None, metrics: li
                 low, high = mean - std, mean + std
             rows.append({"variant": variant, "metric": metric, "mean": mean, "low": low, "high": high})
         if suffixes:  # the evidence tables' _lo/_hi: 95 % bootstrap over seeds and queries
-            kind = ("95 % bootstrap interval (seeds x videos)" if suffixes == ("_lo", "_hi")
+            kind = ("95 % interval (seeds: t; videos: bootstrap)" if suffixes == ("_lo", "_hi")
                     else f"interval from the table's {suffixes[0]}/{suffixes[1]} columns")
     return pd.DataFrame(rows), kind
 
