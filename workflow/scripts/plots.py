@@ -4,7 +4,7 @@ Snakemake: `script:` with params.plot in {recall_by_length, ablation, training_c
 input.metrics (+ input.paper; + input.table, the ablation table's CSV, for the ablation bars),
 params.dataset, params.paper_dataset, params.variants; output.png/pdf. Command line (tests): see `--help`.
 The recall-by-length plot also reads each run's hits.csv.gz beside its metrics.json (the rule
-declares them as input.hits): its intervals are the tables' bootstrap (stats.py) per length bin.
+declares them as input.hits): its intervals are the tables' (stats.py: t on seeds, video bootstrap) per length bin.
 """
 
 import argparse
