@@ -152,6 +152,9 @@ def test_controls(tables):
     text = (tables / "ablation_synth_tacos.md").read_text()
     assert "| no_global (positive control) | long_range |" in text
     assert "Observed: resolved worse on long_range in 3 of 4 shown metrics" in text
+    # the fourth is worse but unresolved: the footnote names the seeds its n column asks for
+    n = int(positive["R1@0.5_seeds_needed"])
+    assert f"Worse but not resolved: R1@0.5 n {n};" in text and "`snakemake --config seeds=<n>`" in text
     assert "full_aa: negative (A/A) control" in text and "Observed: 0 of 12 Δ cells flagged." in text
     assert "scipy.stats.bootstrap" in text and "clusters of queries = videos within each query kind" in text
     assert "Warning" not in text  # every fixture hits file names its videos

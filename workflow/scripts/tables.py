@@ -201,13 +201,25 @@ def _control_verdicts(records, specs, metrics):
             target = [r for r in rows if r["kind"] == "long_range"]
             worse = [m for r in target for m in metrics if r[f"{m}_resolved"] and r[f"{m}_delta"] < 0]
             verdict = (f"Observed: resolved worse on long_range in {len(worse)} of {len(metrics)} shown metrics"
-                       + (f" ({', '.join(worse)})." if worse else ".") if target else
+                       + (f" ({', '.join(worse)})." if worse else ".") + _seeds_hint(target, metrics) if target else
                        "Observed: no long_range queries in this split, the control cannot be read.")
         else:
             cells = [r[f"{m}_resolved"] for r in rows for m in metrics if r[f"{m}_resolved"] is not None]
             verdict = f"Observed: {sum(bool(c) for c in cells)} of {len(cells)} Δ cells flagged."
         notes.append(f"{variant}: {CONTROLS[role]} {verdict}")
     return notes
+
+
+def _seeds_hint(rows, metrics):
+    """For the metrics a row shows worse but not resolved: the seeds a paired test needs at the
+    observed Δ and spread (the n column), and how to run that many."""
+    pending = [(m, r[f"{m}_seeds_needed"]) for r in rows for m in metrics
+               if r[f"{m}_delta"] < 0 and not r[f"{m}_resolved"] and math.isfinite(r[f"{m}_seeds_needed"])]
+    if not pending:
+        return ""
+    needed = ", ".join(f"{m} n {int(n)}" for m, n in pending)
+    return (f" Worse but not resolved: {needed}; at the observed Δ and per-seed spread a paired test has "
+            f"power 0.8 with n seeds (`snakemake --config seeds=<n>` runs them).")
 
 
 def _evidence_notes(warnings=()):
