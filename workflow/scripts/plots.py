@@ -4,7 +4,8 @@ Snakemake: `script:` with params.plot in {recall_by_length, ablation, training_c
 input.metrics (+ input.paper; + input.table, the ablation table's CSV, for the ablation bars),
 params.dataset, params.paper_dataset, params.variants; output.png/pdf. Command line (tests): see `--help`.
 The recall-by-length plot also reads each run's hits.csv.gz beside its metrics.json (the rule
-declares them as input.hits): its intervals are the tables' (stats.py: t on seeds, video bootstrap) per length bin.
+declares them as input.hits): its intervals are the tables' (stats.py: t on seeds, video
+bootstrap) per length bin.
 """
 
 import argparse
@@ -85,8 +86,8 @@ def length_bin_hits(runs: pd.DataFrame, metrics: list[str]) -> dict[tuple[str, s
 
 def bin_intervals(bin_hits: BinHits) -> list[stats.Interval]:
     """Per metric: the mean over seeds (100 * mean of the matrix) and its 95 % interval (seed
-    variance + video bootstrap variance, Student t), stats.intervals of the matrix with the queries' kinds as strata (and their
-    videos as clusters when known). A bin of fewer than MIN_QUERIES_FOR_INTERVAL queries gets the
+    variance + video bootstrap variance, Student t), stats.intervals of the matrix with the
+    queries' kinds as strata (and their videos as clusters when known). A bin of fewer than MIN_QUERIES_FOR_INTERVAL queries gets the
     mean with a NaN interval."""
     stack = bin_hits.stack
     if stack.shape[2] < MIN_QUERIES_FOR_INTERVAL:
@@ -235,7 +236,7 @@ def ablation_summary(runs: pd.DataFrame, table: pd.DataFrame | None, metrics: li
                 mean, std, _ = wflib.seed_stats(runs, variant, metric)
                 low, high = mean - std, mean + std
             rows.append({"variant": variant, "metric": metric, "mean": mean, "low": low, "high": high})
-        if suffixes:  # the evidence tables' _lo/_hi: 95 % bootstrap over seeds and queries
+        if suffixes:  # the evidence tables' _lo/_hi: stats.py's 95 % interval over seeds and videos
             kind = ("95 % interval (seeds: t; videos: bootstrap)" if suffixes == ("_lo", "_hi")
                     else f"interval from the table's {suffixes[0]}/{suffixes[1]} columns")
     return pd.DataFrame(rows), kind

@@ -227,9 +227,9 @@ def intervals(stack: np.ndarray, strata: Sequence | None = None, clusters: Seque
         v_seed = (100.0 * stack.sum(axis=2) / stack.shape[2]).var(axis=1, ddof=1) / n_seeds  # (M,)
         v_query = videos.standard_error ** 2
         total = v_seed + v_query
-        with np.errstate(divide="ignore", invalid="ignore"):
-            denominator = v_seed ** 2 / (n_seeds - 1) + (v_query ** 2 / (videos.clusters - 1) if videos.clusters > 1 else 0.0)
-            dof = np.where(denominator > 0, total ** 2 / np.where(denominator > 0, denominator, 1.0), np.inf)
+        # Welch-Satterthwaite; no clusters resampled means v_query = 0, so its term is 0 either way
+        denominator = v_seed ** 2 / (n_seeds - 1) + v_query ** 2 / max(videos.clusters - 1, 1)
+        dof = np.divide(total ** 2, denominator, out=np.full_like(total, np.inf), where=denominator > 0)
         half = stats.t.ppf(0.5 + confidence / 2.0, dof) * np.sqrt(total)
         lo, hi = videos.values - half, videos.values + half
     lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)

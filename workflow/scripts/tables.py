@@ -122,9 +122,9 @@ def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=N
             shown.append(shown_row("Δ ours − paper", f"{variant} vs {row['method']}", row["source"], wflib.DASH,
                                    [wflib.fmt_signed(d) for d in deltas], wflib.fmt_signed(d_avg)))
     notes = ["Ours: mean [95 % interval] (recall, %): Student t on the seed variance plus the variance of a "
-             "bootstrap (scipy.stats.bootstrap) resampling videos (a video's queries drawn together) within each query "
-             "kind, as in the ablation tables; the CSV adds the sample std over seeds (`_std`). Avg: mean of the row's recalls, "
-             "± its sample std over seeds."] + warnings
+             "bootstrap (scipy.stats.bootstrap) resampling videos (a video's queries drawn together) within each "
+             "query kind, as in the ablation tables; the CSV adds the sample std over seeds (`_std`). Avg: mean of "
+             "the row's recalls, ± its sample std over seeds."] + warnings
     if baseline is not None and not baseline.empty:
         notes.append("Baseline: a fixed start/end prior fitted on the training split "
                      "(`hieramamba evaluate --baseline prior`), no model.")
@@ -199,10 +199,12 @@ def _control_verdicts(records, specs, metrics):
         rows = [r for r in records if r["variant"] == variant]
         if role == "positive":
             target = [r for r in rows if r["kind"] == "long_range"]
-            worse = [m for r in target for m in metrics if r[f"{m}_resolved"] and r[f"{m}_delta"] < 0]
-            verdict = (f"Observed: resolved worse on long_range in {len(worse)} of {len(metrics)} shown metrics"
-                       + (f" ({', '.join(worse)})." if worse else ".") + _seeds_hint(target, metrics) if target else
-                       "Observed: no long_range queries in this split, the control cannot be read.")
+            if not target:
+                verdict = "Observed: no long_range queries in this split, the control cannot be read."
+            else:
+                worse = [m for r in target for m in metrics if r[f"{m}_resolved"] and r[f"{m}_delta"] < 0]
+                verdict = (f"Observed: resolved worse on long_range in {len(worse)} of {len(metrics)} shown metrics"
+                           + (f" ({', '.join(worse)})." if worse else ".") + _seeds_hint(target, metrics))
         else:
             cells = [r[f"{m}_resolved"] for r in rows for m in metrics if r[f"{m}_resolved"] is not None]
             verdict = f"Observed: {sum(bool(c) for c in cells)} of {len(cells)} Δ cells flagged."
