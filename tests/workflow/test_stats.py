@@ -103,7 +103,7 @@ def test_seed_factor_is_student_t_on_the_per_seed_values():
         row = np.zeros(Q)
         row[rng.permutation(Q)[: round(recall * Q / 100)]] = 1.0
         rows += [row, 1.0 - row]
-    hits = np.stack([rows[0], rows[1], rows[2], rows[3]])
+    hits = np.stack(rows)  # seed 1 = 1 - seed 0, seed 3 = 1 - seed 2
     interval = stats.interval(hits, STRATA, VIDEOS)
     sd = np.std([40.0, 60.0, 45.0, 55.0], ddof=1)
     half = sps.t.ppf(0.975, 3) * sd / 2.0
@@ -231,6 +231,12 @@ def test_metrics_share_a_call_and_shapes_are_checked():
     assert stats.intervals(stack, STRATA, VIDEOS)[1] == stats.interval(1.0 - full, STRATA, VIDEOS)
 
 
+# The first method's per-query bootstrap (commit 4cea4a8) on seed 0 of the fixture below, for
+# R1@0.3 and a Δ: with one seed the interval is still that bootstrap's percentile interval, pinned
+# so that it is checked against the old code's numbers, not only against the clusters=None path.
+OLD_ONE_SEED_BOOTSTRAP = {"mean": (40.0, 37.948750000000004, 42.05), "delta": (-2.0, -4.901249999999998, 0.95)}
+
+
 def test_singleton_clusters_are_the_per_query_bootstrap_draw_for_draw():
     full, other = full_hits(), full_hits((38.0, 43.0, 41.0), seed=5)
     per_query = stats.intervals(np.stack([full, other]), STRATA)
@@ -240,6 +246,10 @@ def test_singleton_clusters_are_the_per_query_bootstrap_draw_for_draw():
     a = stats.compare(other[None], full[None], STRATA)
     b = stats.compare(other[None], full[None], STRATA, labels)
     assert a == b
+    (one,) = stats.intervals(np.stack([full[:1], other[:1]]), STRATA)[:1]
+    assert (one.value, one.lo, one.hi) == pytest.approx(OLD_ONE_SEED_BOOTSTRAP["mean"], abs=1e-12)
+    (delta,) = [c.delta for c in stats.compare(other[:1][None], full[:1][None], STRATA)]
+    assert (delta.value, delta.lo, delta.hi) == pytest.approx(OLD_ONE_SEED_BOOTSTRAP["delta"], abs=1e-12)
 
 
 def clustered_hits(n_videos=120, per_video=(2, 9), recalls=(40.0, 42.0, 41.0), seed=3):
