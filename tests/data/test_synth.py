@@ -130,10 +130,9 @@ def test_ego4d_layout(generated):
                             assert key in lq, key
                         assert 0 <= lq["clip_start_sec"] < lq["clip_end_sec"] <= d
                         assert math.isclose(lq["video_start_sec"], lq["clip_start_sec"] + clip["video_start_sec"], abs_tol=1e-6)
-                        two_slot = kinds[qid] == "long_range"
-                        assert ("slot_y" in lq) == two_slot and ("verb_y" in lq) == two_slot
-                        assert lq["raw_tags"][:2] == [lq["template"], lq["query"]]
-                        assert len(lq["raw_tags"]) == (6 if two_slot else 4)
+                        assert lq["raw_tags"] == [lq["template"], lq["query"], lq["slot_x"], lq["verb_x"]]
+                        which = lq["query"].endswith((" again?", " for the first time?"))
+                        assert which == (kinds[qid] == "long_range")
         assert n_clips == spec.splits[split]
     assert seen == set(kinds)
     assert len(list((root / "features" / "text").glob("*.pt"))) == len(kinds)
@@ -268,7 +267,8 @@ def test_statistics_follow_the_spec(like, scale):
 
 @pytest.mark.parametrize("like,scale", sorted(SPECS))
 def test_planted_structure_is_exact(like, scale):
-    """Long-range targets are the last X before / first X after a unique, far Y; plain targets unique."""
+    """A long-range X occurs exactly twice, the two occurrences separated by the far gap of
+    background and nothing else; "first" names the earlier, "again" the later; plain targets unique."""
     spec = get_spec(like, scale)
     world = World(spec, 2)
     rng = np.random.default_rng(3)
@@ -284,19 +284,42 @@ def test_planted_structure_is_exact(like, scale):
             words = tokenize(q.sentence)
             assert world.types[q.x_type].noun in words
             if q.kind == "plain":
-                assert types.count(q.x_type) == 1
+                assert types.count(q.x_type) == 1 and "again" not in words and "first" not in words
                 continue
-            assert types.count(q.y_type) == 1 and types[q.y_event] == q.y_type
-            xs = [i for i, t in enumerate(types) if t == q.x_type]
-            assert len(xs) >= 3 and q.direction in words
-            if q.direction == "after":
-                assert q.target == min(i for i in xs if i > q.y_event)
-                gap = ev[q.target].start - ev[q.y_event].end
-            else:
-                assert q.target == max(i for i in xs if i < q.y_event)
-                gap = ev[q.y_event].start - ev[q.target].end
+            assert sorted(i for i, t in enumerate(types) if t == q.x_type) == sorted([q.target, q.other_event])
+            assert abs(q.target - q.other_event) == 1  # nothing but background between them
+            assert ev[q.target].end - ev[q.target].start <= spec.x_max_s + 1e-6
+            first, again = sorted([q.target, q.other_event])
+            assert q.target == (first if q.which == "first" else again)
+            assert ("again" in words) == (q.which == "again") and ("first" in words) == (q.which == "first")
+            gap = ev[again].start - ev[first].end
             lo, hi = spec.far_gap_s
-            assert lo - 1e-6 <= gap <= hi + 1e-6 and math.isclose(gap, q.distance, abs_tol=1e-3)
+            assert lo - 1e-3 <= gap <= hi + 1e-3 and math.isclose(gap, q.distance, abs_tol=1e-3)
+
+
+@pytest.mark.parametrize("like,bound", [("tacos", 0.76), ("ego4d_nlq", 0.66), ("mad", 0.64)])
+def test_position_alone_tells_first_from_again_only_weakly(like, bound):
+    """The best rule that sees only where a long-range target lies in its video (its relative
+    position, in 10 quantile bins, each bin labelled by its majority) picks "first" vs "again" right
+    far less often than a model that looks across the gap: measured 72 / 61 / 59 % at TACoS / Ego4D /
+    MAD scale (chance 50 %). The positive control (`no_global`) must beat this bound to have used
+    position; `full` must beat it to have used far context."""
+    spec = get_spec(like, "default")
+    world = World(spec, 4)
+    rng = np.random.default_rng(5)
+    rel, first = [], []
+    for _ in range(300):
+        v = plan_video(spec, world, rng)
+        for q in v.queries:
+            if q.kind == "long_range" and q.paraphrase == 0:
+                e = v.events[q.target]
+                rel.append(0.5 * (e.start + e.end) / v.duration)
+                first.append(q.which == "first")
+    rel, first = np.array(rel), np.array(first)
+    assert len(rel) >= 400 and abs(first.mean() - 0.5) < 1e-9  # one "first" and one "again" per pair
+    bins = np.digitize(rel, np.quantile(rel, np.linspace(0, 1, 11))[1:-1])
+    best = sum(max(first[bins == b].sum(), (~first[bins == b]).sum()) for b in range(10)) / len(rel)
+    assert 0.5 < best <= bound, best
 
 
 @pytest.mark.parametrize("like", LIKES)

@@ -2,11 +2,11 @@
 long-range queries need context: per-word feature prototypes matched locally.
 
 Training: for every content word of a training query's target phrase (the words before
-"before"/"after"; stop words removed) the prototype is the mean (per-video-centred) feature inside
+"again" / "for the first time"; stop words removed) the prototype is the mean (per-video-centred) feature inside
 the query's ground-truth window. Test: the query's prototype is the mean of its words' prototypes;
 the cosine of each (centred) feature with it, box-smoothed, is thresholded at half its maximum and
 the connected run with the highest peak is the top-1 prediction. The matcher only looks at one
-place in the video, so for "X before/after Y" it cannot tell the X occurrences apart: it should be
+place in the video, so for "X again" / "X for the first time" it cannot tell the two X occurrences apart: it should be
 well above chance on plain queries and clearly worse on long-range ones.
 
     python -m hieramamba.data.synth.baseline DIR [--train train] [--test test]
@@ -25,7 +25,7 @@ from hieramamba.data.synth.spec import window_seconds
 from hieramamba.data.synth.world import tokenize
 
 STOP = {"the", "i", "when", "did", "he", "she", "someone", "person", "man", "woman"}
-SPLIT_WORDS = {"before", "after"}
+SPLIT_WORDS = {"again", "for"}
 
 
 def target_words(sentence: str) -> list[str]:

@@ -56,8 +56,8 @@ def _truth_query(video: PlantedVideo, q, video_id: str, split: str) -> dict:
     out = {"video": video_id, "split": split, "kind": q.kind, "sentence": q.sentence,
            "segment": [ev[q.target].start, ev[q.target].end], "x_type": q.x_type, "paraphrase": q.paraphrase}
     if q.kind == LONG_RANGE:
-        out.update({"direction": q.direction, "y_type": q.y_type,
-                    "y_segment": [ev[q.y_event].start, ev[q.y_event].end], "distance": q.distance})
+        out.update({"which": q.which, "other_segment": [ev[q.other_event].start, ev[q.other_event].end],
+                    "distance": q.distance})
     return out
 
 

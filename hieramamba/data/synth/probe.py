@@ -4,7 +4,7 @@ long-range queries need a model with long-range context?
 Two tiny text-conditioned frame scorers, identical except for the temporal mixer:
 `local` (three 3-tap convolutions: a 7-feature receptive field) and `global` (the same plus a
 bidirectional GRU over the whole video, run on a 4x average-pooled sequence and concatenated back). Text: a bidirectional GRU over the token features (word
-order matters: "X after Y" vs "Y after X"). Fusion: FiLM. Loss: per-feature BCE on "inside the
+order matters: "X again" vs "X for the first time"). Fusion: FiLM. Loss: per-feature BCE on "inside the
 target window". Prediction: the above-half-maximum run with the highest peak. Not part of the
 suite's model; it only characterises the benchmark.
 

@@ -39,13 +39,12 @@ class SynthSpec:
     min_gap: float  # seconds of background at least between two events (and at both ends)
     num_types: int  # K event types (each has a signature and a noun naming it)
     num_background: int  # background types (signatures no query names)
-    long_range_structures: int  # per video: Y once, X 3-4 times (2 targets + 1-2 distractors)
-    distractors: tuple[int, int]  # extra X occurrences per structure, inclusive range
+    long_range_structures: int  # per video: an event type occurring twice, far apart (world.py)
     unique_events: int  # per video: events of a type occurring once (plain targets + unqueried)
-    plain_queried: int  # per video: how many unique-type events get plain queries (Y included)
+    plain_queried: int  # per video: how many unique-type events get plain queries
     paraphrases: int  # sentences per queried target (TACoS: several annotators per video)
-    far_gap_s: tuple[float, float]  # long-range: seconds of gap between Y and each target (inclusive)
-    x_max_s: float  # long-range: X events (targets and distractors) last at most this long
+    far_gap_s: tuple[float, float]  # long-range: seconds of background between the two X's (inclusive)
+    x_max_s: float  # long-range: X events last at most this long
     video_dim: int
     text_dim: int
     noise: float  # norm of the i.i.d. per-feature noise (signatures have norm 1)
@@ -78,7 +77,7 @@ SPECS: dict[tuple[str, str], SynthSpec] = {
         like="ego4d_nlq", scale="default", splits={"train": 48, "val": 150, "test": 8},
         duration=LengthDist(median=300.0, sigma=0.45, lo=90.0, hi=480.0, p_fixed=0.3),
         moment=LengthDist(median=7.0, sigma=0.7, lo=2.0, hi=40.0), max_moment_frac=0.1,
-        max_fill=0.5, min_gap=2.0, num_types=24, long_range_structures=2, distractors=(1, 2),
+        max_fill=0.5, min_gap=2.0, num_types=24, long_range_structures=2,
         unique_events=12, plain_queried=10, paraphrases=1, far_gap_s=(25.0, 60.0), x_max_s=10.0,
         video_dim=64, text_dim=64,
         clips_per_video=(1, 2), **_COMMON,
@@ -87,18 +86,18 @@ SPECS: dict[tuple[str, str], SynthSpec] = {
         like="ego4d_nlq", scale="smoke", splits={"train": 3, "val": 2, "test": 2},
         duration=LengthDist(median=200.0, sigma=0.2, lo=150.0, hi=240.0, p_fixed=0.8),
         moment=LengthDist(median=6.0, sigma=0.6, lo=2.0, hi=20.0), max_moment_frac=0.1,
-        max_fill=0.5, min_gap=2.0, num_types=12, long_range_structures=1, distractors=(1, 2),
+        max_fill=0.5, min_gap=2.0, num_types=12, long_range_structures=1,
         unique_events=6, plain_queried=5, paraphrases=1, far_gap_s=(20.0, 60.0), x_max_s=10.0,
         video_dim=32, text_dim=32,
         clips_per_video=(1, 2), **_COMMON,
     ),
     # MAD: long movies at 5 fps (scaled from ~110 min to ~5.5 min), ~4 s moments (~1% of a movie).
     ("mad", "default"): SynthSpec(
-        like="mad", scale="default", splits={"train": 16, "val": 4, "test": 60},
+        like="mad", scale="default", splits={"train": 16, "val": 4, "test": 84},
         duration=LengthDist(median=220.0, sigma=0.5, lo=90.0, hi=600.0),
         moment=LengthDist(median=3.6, sigma=0.45, lo=1.0, hi=15.0), max_moment_frac=0.05,
-        max_fill=0.6, min_gap=1.0, num_types=40, long_range_structures=5, distractors=(1, 2),
-        unique_events=27, plain_queried=25, paraphrases=1, far_gap_s=(20.0, 45.0), x_max_s=6.0,
+        max_fill=0.6, min_gap=1.0, num_types=40, long_range_structures=3,
+        unique_events=20, plain_queried=20, paraphrases=1, far_gap_s=(20.0, 45.0), x_max_s=6.0,
         video_dim=64, text_dim=64,
         **_COMMON,
     ),
@@ -106,7 +105,7 @@ SPECS: dict[tuple[str, str], SynthSpec] = {
         like="mad", scale="smoke", splits={"train": 3, "val": 2, "test": 2},
         duration=LengthDist(median=150.0, sigma=0.1, lo=120.0, hi=200.0),
         moment=LengthDist(median=3.6, sigma=0.45, lo=1.0, hi=10.0), max_moment_frac=0.05,
-        max_fill=0.45, min_gap=1.0, num_types=24, long_range_structures=2, distractors=(1, 2),
+        max_fill=0.45, min_gap=1.0, num_types=24, long_range_structures=2,
         unique_events=10, plain_queried=10, paraphrases=1, far_gap_s=(20.0, 50.0), x_max_s=6.0,
         video_dim=32, text_dim=32,
         **_COMMON,
@@ -116,7 +115,7 @@ SPECS: dict[tuple[str, str], SynthSpec] = {
         like="tacos", scale="default", splits={"train": 96, "val": 12, "test": 160},
         duration=LengthDist(median=200.0, sigma=0.6, lo=60.0, hi=900.0),
         moment=LengthDist(median=14.0, sigma=0.8, lo=3.0, hi=90.0), max_moment_frac=0.25,
-        max_fill=0.7, min_gap=2.0, num_types=16, long_range_structures=1, distractors=(1, 2),
+        max_fill=0.7, min_gap=2.0, num_types=16, long_range_structures=1,
         unique_events=5, plain_queried=5, paraphrases=2, far_gap_s=(35.0, 70.0), x_max_s=10.0,
         video_dim=64, text_dim=64,
         **_COMMON,
@@ -125,7 +124,7 @@ SPECS: dict[tuple[str, str], SynthSpec] = {
         like="tacos", scale="smoke", splits={"train": 3, "val": 2, "test": 2},
         duration=LengthDist(median=130.0, sigma=0.2, lo=90.0, hi=180.0),
         moment=LengthDist(median=10.0, sigma=0.7, lo=3.0, hi=40.0), max_moment_frac=0.25,
-        max_fill=0.7, min_gap=2.0, num_types=12, long_range_structures=1, distractors=(1, 2),
+        max_fill=0.7, min_gap=2.0, num_types=12, long_range_structures=1,
         unique_events=5, plain_queried=5, paraphrases=3, far_gap_s=(20.0, 50.0), x_max_s=10.0,
         video_dim=32, text_dim=32,
         **_COMMON,

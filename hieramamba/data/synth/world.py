@@ -5,13 +5,15 @@ video-feature space, a noun that names it and a verb, plus a few background sign
 query names, and a per-word embedding table for the text side.
 
 A *video* is a time line of event segments separated by background segments. Per video there are
-`long_range_structures` structures: one event of type Y (unique in the video) and 3-4 events of
-type X, two of which lie far from Y on either side (a gap of `far_gap_s` seconds: beyond what a
-local mixer sees, within one training window); the last X before Y
-and the first X after Y are the targets of "X before Y" / "X after Y" queries, the other X's are
-distractors placed beyond them (before the "before" target or after the "after" target), so the
-locally identical X occurrences can only be told apart by looking at the distant Y. The remaining
-events have types that occur once in the video; they (and Y) are the targets of plain queries.
+`long_range_structures` structures: an event type X that occurs exactly twice, the two
+occurrences separated by `far_gap_s` seconds of background and nothing else (beyond what a local
+mixer sees, within one training window). "X for the first time" names the earlier occurrence,
+"X again" the later one. The two are locally identical (both cut to `x_max_s`), so which one a
+query means shows only in whether the other occurrence lies before or after it, far away: a model
+that compares an event with what it saw far on either side reads it off, a local one is at chance
+(one in two). Absolute position says little: the pair sits anywhere in a video several times its
+span. The remaining events have types that occur once in the video; they are the targets of plain
+queries.
 
 Features: feature i covers the window [i*step, i*step + size) seconds of the released format; its
 value is the overlap-weighted mix of the covered segments' signatures plus each segment's slow
@@ -52,7 +54,8 @@ SUBJECTS = {
     "mad": ("he", "she", "the man", "the woman", "someone"),
     "ego4d_nlq": ("i",),
 }
-DIRECTIONS = ("before", "after")
+# long-range queries: which occurrence of the twice-occurring X, and the words that say so
+WHICH = {"first": "for the first time", "again": "again"}
 PLAIN, LONG_RANGE = "plain", "long_range"
 
 _TOKEN = re.compile(r"\w+")
@@ -86,10 +89,9 @@ class PlantedQuery:
     x_type: int
     sentence: str
     paraphrase: int = 0
-    direction: str | None = None  # long_range: "before" | "after"
-    y_type: int | None = None
-    y_event: int | None = None  # index into PlantedVideo.events
-    distance: float | None = None  # seconds between the Y event and the target (gap between them)
+    which: str | None = None  # long_range: "first" | "again"
+    other_event: int | None = None  # long_range: the other occurrence of X (index into events)
+    distance: float | None = None  # long_range: seconds of background between the two occurrences
     extra: dict = field(default_factory=dict)  # format-specific text fields (Ego4D template, slots)
 
 
@@ -177,75 +179,52 @@ def sample_duration(spec: SynthSpec, rng: np.random.Generator) -> tuple[float, i
     return round(d, 3), None
 
 
-def plan_video(spec: SynthSpec, world: World, rng: np.random.Generator, max_tries: int = 500) -> PlantedVideo:
+def plan_video(spec: SynthSpec, world: World, rng: np.random.Generator, max_tries: int = 150) -> PlantedVideo:
     """Lay out one video's events and background and plant its queries (see module doc)."""
     duration, num_frames = sample_duration(spec, rng)
     q = quantizer(spec.like)
-    n_distr_all = [int(rng.integers(spec.distractors[0], spec.distractors[1] + 1))
-                   for _ in range(spec.long_range_structures)]
     # A short video may not hold every structure at the planted gap: it gets fewer (down to none).
     for n_struct in range(spec.long_range_structures, -1, -1):
-        n_distr = n_distr_all[:n_struct]
-        n_events = sum(3 + d for d in n_distr) + spec.unique_events
-        placed = _place(spec, duration, n_events, n_struct, n_distr, rng, q, max_tries)
+        n_events = 2 * n_struct + spec.unique_events
+        tries = max_tries if n_struct else 1 + max_tries // 10
+        placed = next((p for p in (_layout(spec, duration, n_events, n_struct, rng, q) for _ in range(tries))
+                       if p is not None), None)
         if placed is not None:
-            starts, ends, roles = placed
+            starts, ends, pairs = placed
             break
     else:
         raise RuntimeError(f"could not lay out {spec.unique_events} events in a {duration:.0f} s video")
 
-    # Types: X_i, Y_i for each structure, then one distinct type per unique event.
+    # Types: X_i for each structure, then one distinct type per unique event.
     perm = [int(t) for t in rng.permutation(spec.num_types)]
     event_type = [-1] * n_events
-    for i, (y, before, after, distr) in enumerate(roles):
-        for e in (before, after, *distr):
-            event_type[e] = perm[2 * i]
-        event_type[y] = perm[2 * i + 1]
+    for i, pair in enumerate(pairs):
+        for e in pair:
+            event_type[e] = perm[i]
     uniq = [e for e in range(n_events) if event_type[e] < 0]
     for j, e in enumerate(uniq):
-        event_type[e] = perm[2 * n_struct + j]
+        event_type[e] = perm[n_struct + j]
 
     segments = _with_background(starts, ends, event_type, duration, spec.num_background, rng)
-    # map: event order index -> index in the events list (same order: events are time-ordered)
     queries: list[PlantedQuery] = []
     subjects = SUBJECTS[spec.like]
-    plain_cands = uniq + [r[0] for r in roles]
-    chosen = sorted(int(e) for e in rng.choice(plain_cands, size=min(spec.plain_queried, len(plain_cands)), replace=False))
+    chosen = sorted(int(e) for e in rng.choice(uniq, size=min(spec.plain_queried, len(uniq)), replace=False))
     for e in chosen:
         subj = _pick_subjects(subjects, spec.paraphrases, rng)
         for p, s in enumerate(subj):
             x = world.types[event_type[e]]
-            text, extra = sentence(spec.like, s, x, None, None)
+            text, extra = sentence(spec.like, s, x)
             queries.append(PlantedQuery(PLAIN, e, x.index, text, paraphrase=p, extra=extra))
-    for y, before, after, _ in roles:
-        for direction, tgt in (("before", before), ("after", after)):
+    for first, again in pairs:
+        dist = round(float(starts[again] - ends[first]), 3)
+        for which, tgt, other in (("first", first, again), ("again", again, first)):
             subj = _pick_subjects(subjects, spec.paraphrases, rng)
-            dist = starts[y] - ends[tgt] if direction == "before" else starts[tgt] - ends[y]
             for p, s in enumerate(subj):
-                x, yt = world.types[event_type[tgt]], world.types[event_type[y]]
-                text, extra = sentence(spec.like, s, x, yt, direction)
-                queries.append(PlantedQuery(LONG_RANGE, tgt, x.index, text, paraphrase=p, direction=direction,
-                                            y_type=yt.index, y_event=y, distance=round(float(dist), 3), extra=extra))
+                x = world.types[event_type[tgt]]
+                text, extra = sentence(spec.like, s, x, which)
+                queries.append(PlantedQuery(LONG_RANGE, tgt, x.index, text, paraphrase=p, which=which,
+                                            other_event=other, distance=dist, extra=extra))
     return PlantedVideo(duration=duration, segments=segments, queries=queries, num_frames=num_frames)
-
-
-def _place(spec, duration, n_events, n_struct, n_distr, rng, q, max_tries):
-    """(starts, ends, roles) of a layout holding `n_struct` structures, or None after max_tries."""
-    tries = max_tries if n_struct else 1 + max_tries // 10
-    for _ in range(tries):
-        starts, ends = _layout(spec, duration, n_events, rng, q)
-        if starts is None:
-            continue
-        # X events are cut to x_max_s (a short target sits on a low pyramid level, whose local reach
-        # is smallest); the gaps to Y are measured from the cut ends
-        x_ends = [min(e, q(s + spec.x_max_s)) for s, e in zip(starts, ends)]
-        roles = _assign_structures(starts, ends, x_ends, n_struct, n_distr, spec.far_gap_s, rng)
-        if roles is not None:
-            for _, before, after, distr in roles:
-                for e in (before, after, *distr):
-                    ends[e] = x_ends[e]
-            return starts, ends, roles
-    return None
 
 
 def _pick_subjects(subjects: tuple[str, ...], n: int, rng: np.random.Generator) -> list[str]:
@@ -254,57 +233,43 @@ def _pick_subjects(subjects: tuple[str, ...], n: int, rng: np.random.Generator) 
     return [subjects[int(i)] for i in rng.integers(0, len(subjects), size=n)]
 
 
-def _layout(spec: SynthSpec, duration: float, n: int, rng: np.random.Generator, q):
-    """Event (start, end) seconds, time-ordered, with >= min_gap of background between them."""
+def _layout(spec: SynthSpec, duration: float, n: int, n_struct: int, rng: np.random.Generator, q):
+    """(starts, ends, pairs) of n time-ordered events, or None if this draw does not fit.
+
+    Blocks: one per structure (X, `far_gap_s` of background, X) and one per unique event,
+    shuffled, with >= min_gap of background between blocks. pairs[i] = (first X, second X), event
+    indices in time order.
+    """
     lengths = sample_length(spec.moment, rng, size=n)
     lengths = np.minimum(lengths, spec.max_moment_frac * duration)
     budget = spec.max_fill * duration
     if lengths.sum() > budget:
         lengths = lengths * (budget / lengths.sum())
-    free = duration - lengths.sum() - (n + 1) * spec.min_gap
+    # events 0 .. 2 n_struct - 1 are the X's, cut to x_max_s (a short target sits on a low pyramid
+    # level, whose local reach is smallest)
+    lengths[: 2 * n_struct] = np.minimum(lengths[: 2 * n_struct], spec.x_max_s)
+    far = rng.uniform(*spec.far_gap_s, size=n_struct)
+    blocks = [((2 * i, 2 * i + 1), far[i]) for i in range(n_struct)] + [((e,), 0.0) for e in range(2 * n_struct, n)]
+    free = duration - lengths.sum() - far.sum() - (len(blocks) + 1) * spec.min_gap
     if free <= 0:
-        return None, None
-    gaps = spec.min_gap + free * rng.dirichlet(np.ones(n + 1))
-    starts, ends = [], []
+        return None
+    gaps = spec.min_gap + free * rng.dirichlet(np.ones(len(blocks) + 1))
+    span: dict[int, tuple[float, float]] = {}
     t = 0.0
-    for i in range(n):
-        t += gaps[i]
-        s, e = q(t), q(t + lengths[i])
-        if e <= s or (starts and s <= ends[-1]) or e >= duration:
-            return None, None
-        starts.append(s)
-        ends.append(e)
-        t += lengths[i]
-    return starts, ends
-
-
-def _assign_structures(starts, ends, x_ends, n_struct, n_distr, far, rng):
-    """Pick (Y, before-target, after-target, distractors) event indices for each structure; `far`
-    = (lo, hi) seconds of gap between Y and each target, whose end is `x_ends` (an X's cut end)."""
-    lo, hi = far
-    n = len(starts)
-    free = set(range(n))
-    roles = []
-    for i in range(n_struct):
-        def before_of(y):
-            return [j for j in free if j < y and lo <= starts[y] - x_ends[j] <= hi]
-
-        def after_of(y):
-            return [k for k in free if k > y and lo <= starts[k] - ends[y] <= hi]
-
-        ys = sorted(y for y in free if before_of(y) and after_of(y))
-        if not ys:
-            return None
-        y = int(rng.choice(ys))
-        j = int(rng.choice(sorted(before_of(y))))
-        k = int(rng.choice(sorted(after_of(y))))
-        d_cands = sorted(e for e in free - {y, j, k} if e < j or e > k)
-        if len(d_cands) < n_distr[i]:
-            return None
-        distr = [int(e) for e in rng.choice(d_cands, size=n_distr[i], replace=False)]
-        free -= {y, j, k, *distr}
-        roles.append((y, j, k, distr))
-    return roles
+    for b, k in enumerate(rng.permutation(len(blocks))):
+        ids, inner = blocks[int(k)]
+        t += gaps[b]
+        for e in ids:
+            span[e] = (q(t), q(t + lengths[e]))
+            t += lengths[e] + inner
+        t -= inner
+    order = sorted(span, key=lambda e: span[e][0])
+    starts = [span[e][0] for e in order]
+    ends = [span[e][1] for e in order]
+    if any(e <= s for s, e in zip(starts, ends)) or any(b <= a for a, b in zip(ends, starts[1:])) or ends[-1] >= duration:
+        return None
+    at = {e: i for i, e in enumerate(order)}  # event id -> time-order index
+    return starts, ends, [(at[2 * i], at[2 * i + 1]) for i in range(n_struct)]
 
 
 def _with_background(starts, ends, event_type, duration, n_background, rng) -> list[Segment]:
@@ -323,24 +288,17 @@ def _with_background(starts, ends, event_type, duration, n_background, rng) -> l
 # ----------------------------------------------------------------------------------- text
 
 
-def sentence(like: str, subj: str, x: EventType, y: EventType | None, direction: str | None) -> tuple[str, dict]:
-    """The query text (and Ego4D's template / slot fields) naming event X (optionally relative to Y)."""
+def sentence(like: str, subj: str, x: EventType, which: str | None = None) -> tuple[str, dict]:
+    """The query text (and Ego4D's template / slot fields) naming event X; `which` ("first" |
+    "again") adds which of its two occurrences is meant."""
+    tail = f" {WHICH[which]}" if which else ""
     if like == "ego4d_nlq":
-        if y is None:
-            query = f"when did i {x.verb_base} the {x.noun}?"
-            template = "Objects: When did I Y the X?"
-            extra = {"template": template, "slot_x": x.noun, "verb_x": x.verb_base,
-                     "raw_tags": [template, query, x.noun, x.verb_base]}
-        else:
-            query = f"when did i {x.verb_base} the {x.noun} {direction} i {y.verb_past} the {y.noun}?"
-            template = "Objects: Where is object X before / after event Y?"
-            slot_y = f"i {y.verb_past} the {y.noun}"
-            extra = {"template": template, "slot_x": x.noun, "verb_x": x.verb_base, "slot_y": slot_y,
-                     "verb_y": y.verb_base, "raw_tags": [template, query, x.noun, x.verb_base, slot_y, y.verb_base]}
+        query = f"when did i {x.verb_base} the {x.noun}{tail}?"
+        template = "Objects: When did I Y the X?"
+        extra = {"template": template, "slot_x": x.noun, "verb_x": x.verb_base,
+                 "raw_tags": [template, query, x.noun, x.verb_base]}
         return query, extra
-    main = f"{subj} {x.verb_past} the {x.noun}"
-    if y is not None:
-        main += f" {direction} {subj} {y.verb_past} the {y.noun}"
+    main = f"{subj} {x.verb_past} the {x.noun}{tail}"
     if like == "mad":  # audio-description style: capitalised sentence with a full stop
         return main[0].upper() + main[1:] + ".", {}
     return main[0].upper() + main[1:], {}  # TACoS: "She took out kiwi" style, no full stop
