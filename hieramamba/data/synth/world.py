@@ -186,9 +186,7 @@ def plan_video(spec: SynthSpec, world: World, rng: np.random.Generator, max_trie
     # A short video may not hold every structure at the planted gap: it gets fewer (down to none).
     for n_struct in range(spec.long_range_structures, -1, -1):
         n_events = 2 * n_struct + spec.unique_events
-        tries = max_tries if n_struct else 1 + max_tries // 10
-        placed = next((p for p in (_layout(spec, duration, n_events, n_struct, rng, q) for _ in range(tries))
-                       if p is not None), None)
+        placed = _place(spec, duration, n_events, n_struct, rng, q, max_tries if n_struct else 1 + max_tries // 10)
         if placed is not None:
             starts, ends, pairs = placed
             break
@@ -225,6 +223,15 @@ def plan_video(spec: SynthSpec, world: World, rng: np.random.Generator, max_trie
                 queries.append(PlantedQuery(LONG_RANGE, tgt, x.index, text, paraphrase=p, which=which,
                                             other_event=other, distance=dist, extra=extra))
     return PlantedVideo(duration=duration, segments=segments, queries=queries, num_frames=num_frames)
+
+
+def _place(spec, duration, n_events, n_struct, rng, q, tries):
+    """The first of `tries` random layouts that fits (see `_layout`), or None."""
+    for _ in range(tries):
+        placed = _layout(spec, duration, n_events, n_struct, rng, q)
+        if placed is not None:
+            return placed
+    return None
 
 
 def _pick_subjects(subjects: tuple[str, ...], n: int, rng: np.random.Generator) -> list[str]:
