@@ -161,7 +161,9 @@ def _padding_gap(model, valid=13, pad=7, dtype=torch.float32):
 def test_padding_never_changes_valid_outputs(stride):
     torch.manual_seed(4)
     model = _randomise(_tiny(input_stride=stride)).eval()
-    assert _padding_gap(model) <= 1e-6
+    # float32: rounding only (1.07e-6 measured on one CPU, under 1e-6 on another); the float64 check
+    # is the exact one, and without the masking recipe the gap is > 1e-3 (next test)
+    assert _padding_gap(model) <= 1e-5
     assert _padding_gap(model.double(), dtype=torch.float64) <= 1e-12
 
 
