@@ -302,8 +302,8 @@ def test_position_alone_tells_first_from_again_only_weakly(like, bound):
     """The best rule that sees only where a long-range target lies in its video (its relative
     position, in 10 quantile bins, each bin labelled by its majority) picks "first" vs "again" right
     far less often than a model that looks across the gap: measured 72 / 61 / 59 % at TACoS / Ego4D /
-    MAD scale (chance 50 %). The positive control (`no_global`) must beat this bound to have used
-    position; `full` must beat it to have used far context."""
+    MAD scale (chance 50 %). A local model (the positive control, `no_global`) that uses position
+    cannot do better than this bound; `full` above it has used far context."""
     spec = get_spec(like, "default")
     world = World(spec, 4)
     rng = np.random.default_rng(5)

@@ -266,10 +266,11 @@ def _layout(spec: SynthSpec, duration: float, n: int, n_struct: int, rng: np.ran
     for b, k in enumerate(rng.permutation(len(blocks))):
         ids, inner = blocks[int(k)]
         t += gaps[b]
-        for e in ids:
+        for j, e in enumerate(ids):
+            if j:  # the far gap between the two X's of a structure
+                t += inner
             span[e] = (q(t), q(t + lengths[e]))
-            t += lengths[e] + inner
-        t -= inner
+            t += lengths[e]
     order = sorted(span, key=lambda e: span[e][0])
     starts = [span[e][0] for e in order]
     ends = [span[e][1] for e in order]
