@@ -29,8 +29,9 @@ class ModelEMA:
         live_params = list(model.parameters())
         if len(ema_params) != len(live_params):
             raise RuntimeError("EMA and model have different parameter lists")
-        for e, p in zip(ema_params, live_params):
-            e.mul_(self.beta).add_(p.detach(), alpha=1.0 - self.beta)
+        # the same two ops per tensor as e.mul_(beta).add_(p, alpha=1 - beta), as multi-tensor kernels
+        torch._foreach_mul_(ema_params, self.beta)
+        torch._foreach_add_(ema_params, [p.detach() for p in live_params], alpha=1.0 - self.beta)
         for e, b in zip(self.module.buffers(), model.buffers()):
             e.copy_(b)
 

@@ -44,7 +44,9 @@ def build_optimizer(modules: Iterable[nn.Module], lr: float, weight_decay: float
         {"params": decay, "weight_decay": float(weight_decay)},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=float(lr), betas=tuple(float(b) for b in betas))
+    # foreach: multi-tensor kernels instead of a Python loop over the parameter tensors (torch's
+    # default on CUDA only); the same update (bitwise on a test model)
+    return torch.optim.AdamW(groups, lr=float(lr), betas=tuple(float(b) for b in betas), foreach=True)
 
 
 def warmup_factor(iteration: int, warmup_iters: int) -> float:

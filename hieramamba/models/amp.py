@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from hieramamba.errors import ConfigError
 from hieramamba.models.attention import GlobalAttentionMixer, TransformerEncoder
+from hieramamba.models.dropout import Dropout
 from hieramamba.models.norms import LayerScale, RMSNorm
 
 POOL_METHODS = ("mean", "max", "attn", "gated")
@@ -164,7 +165,7 @@ class LinearFFN(nn.Module):
     def __init__(self, d_model: int, dropout: float):
         super().__init__()
         self.fc = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x):
         return self.dropout(F.gelu(self.fc(x)))
@@ -178,7 +179,7 @@ class SwiGLUFFN(nn.Module):
         hidden = int(2 * (4 * d_model) / 3)
         self.w12 = nn.Linear(d_model, 2 * hidden, bias=False)
         self.w2 = nn.Linear(hidden, d_model, bias=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x):
         gate, up = self.w12(x).chunk(2, dim=-1)

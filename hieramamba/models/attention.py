@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hieramamba.models.conv_ops import depthwise_conv3, is_channels_last, pointwise_conv
+from hieramamba.models.dropout import Dropout
 from hieramamba.models.norms import LayerNorm, LayerScale
 from hieramamba.models.window_attention import banded_attention
 
@@ -149,8 +150,8 @@ class MaskedMHA(nn.Module):
         self.key = nn.Conv1d(kv_dim, embd_dim, 1)
         self.value = nn.Conv1d(kv_dim, embd_dim, 1)
         self.proj = nn.Conv1d(embd_dim, out_dim, 1)
-        self.attn_drop = nn.Dropout(attn_pdrop)
-        self.proj_drop = nn.Dropout(proj_pdrop)
+        self.attn_drop = Dropout(attn_pdrop)
+        self.proj_drop = Dropout(proj_pdrop)
 
     def _global(self, q, k, v, kv_mask):
         # q (b, h, d, t1), k/v (b, h, d, t2), kv_mask (b, 1, t2)
@@ -257,7 +258,7 @@ class FFN(nn.Module):
         self.fc = nn.Conv1d(channels, channels * expansion, 1)
         self.actv = nn.GELU()
         self.proj = nn.Conv1d(channels * expansion, channels, 1)
-        self.dropout = nn.Dropout(pdrop)
+        self.dropout = Dropout(pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.dropout(self.actv(pointwise_conv(x, self.fc)))  # 1x1 convs as matmuls (conv_ops)
