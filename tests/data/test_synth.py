@@ -267,11 +267,12 @@ def test_statistics_follow_the_spec(like, scale):
 
 @pytest.mark.parametrize("like,scale", sorted(SPECS))
 def test_planted_structure_is_exact(like, scale):
-    """A long-range X occurs exactly twice, the two occurrences separated by the far gap of
-    background and nothing else; "first" names the earlier, "again" the later; plain targets unique."""
+    """A long-range X occurs exactly twice, the two occurrences the far gap apart (other events may lie
+    between) within the pair span; "first" names the earlier, "again" the later; plain targets unique."""
     spec = get_spec(like, scale)
     world = World(spec, 2)
     rng = np.random.default_rng(3)
+    between = []  # events between the two X's of each long-range query
     for _ in range(15):
         v = plan_video(spec, world, rng)
         ev = v.events
@@ -287,7 +288,6 @@ def test_planted_structure_is_exact(like, scale):
                 assert types.count(q.x_type) == 1 and "again" not in words and "first" not in words
                 continue
             assert sorted(i for i, t in enumerate(types) if t == q.x_type) == sorted([q.target, q.other_event])
-            assert abs(q.target - q.other_event) == 1  # nothing but background between them
             assert ev[q.target].end - ev[q.target].start <= spec.x_max_s + 1e-6
             first, again = sorted([q.target, q.other_event])
             assert q.target == (first if q.which == "first" else again)
@@ -295,31 +295,9 @@ def test_planted_structure_is_exact(like, scale):
             gap = ev[again].start - ev[first].end
             lo, hi = spec.far_gap_s
             assert lo - 1e-3 <= gap <= hi + 1e-3 and math.isclose(gap, q.distance, abs_tol=1e-3)
-
-
-@pytest.mark.parametrize("like,bound", [("tacos", 0.76), ("ego4d_nlq", 0.66), ("mad", 0.64)])
-def test_position_alone_tells_first_from_again_only_weakly(like, bound):
-    """The best rule that sees only where a long-range target lies in its video (its relative
-    position, in 10 quantile bins, each bin labelled by its majority) picks "first" vs "again" right
-    far less often than a model that looks across the gap: measured 72 / 61 / 59 % at TACoS / Ego4D /
-    MAD scale (chance 50 %). A local model (the positive control, `no_global`) that uses position
-    cannot do better than this bound; `full` above it has used far context."""
-    spec = get_spec(like, "default")
-    world = World(spec, 4)
-    rng = np.random.default_rng(5)
-    rel, first = [], []
-    for _ in range(300):
-        v = plan_video(spec, world, rng)
-        for q in v.queries:
-            if q.kind == "long_range" and q.paraphrase == 0:
-                e = v.events[q.target]
-                rel.append(0.5 * (e.start + e.end) / v.duration)
-                first.append(q.which == "first")
-    rel, first = np.array(rel), np.array(first)
-    assert len(rel) >= 400 and abs(first.mean() - 0.5) < 1e-9  # one "first" and one "again" per pair
-    bins = np.digitize(rel, np.quantile(rel, np.linspace(0, 1, 11))[1:-1])
-    best = sum(max(first[bins == b].sum(), (~first[bins == b]).sum()) for b in range(10)) / len(rel)
-    assert 0.5 < best <= bound, best
+            assert ev[again].end - ev[first].start <= spec.max_pair_span_frac * v.duration + 1e-3
+            between.append(again - first - 1)
+    assert between and max(between) >= 1  # unlike generator 3.0, the gap is not only background
 
 
 @pytest.mark.parametrize("like", LIKES)
@@ -378,20 +356,17 @@ def test_token_features_are_consistent_word_vectors(like, generated):
 # ----------------------------------------------------------------------------------- learnability
 
 
-def test_learnable_and_long_range_is_harder(generated):
-    """A local per-word prototype matcher: far above chance on plain queries, clearly worse on
-    long-range ones (it cannot see the distant Y)."""
-    plain, lr, chance = [], [], []
+def test_learnable_and_long_range_is_harder(tmp_path):
+    """A local per-word prototype matcher at `default` scale (thousands of queries; the smoke splits
+    hold a few dozen): near perfect on plain queries, at chance (one of two identical candidates) on
+    long-range ones, whose answer lies in the distant twin. Measured at generator 4.0: plain
+    97.3 / 98.3 / 99.1 %, long-range 49.8 / 49.8 / 49.6 % (TACoS / Ego4D / MAD-like)."""
     for like in LIKES:
-        r = baseline.run(generated[like])["by_kind"]
-        plain.append((r["plain"]["R1@0.3"], r["plain"]["n"]))
-        lr.append((r["long_range"]["R1@0.3"], r["long_range"]["n"]))
-        chance.append(r["plain"]["chance R1@0.3"])
-    p = sum(a * n for a, n in plain) / sum(n for _, n in plain)
-    q = sum(a * n for a, n in lr) / sum(n for _, n in lr)
-    assert p >= 70.0, plain
-    assert p - q >= 30.0, (plain, lr)
-    assert max(chance) <= 20.0
+        root = tmp_path / like
+        assert synth.main(["--like", like, "--scale", "default", "--seed", str(SEED), "--out", str(root)]) == 0
+        r = baseline.run(root)["by_kind"]
+        assert r["plain"]["R1@0.3"] >= 90.0 and r["plain"]["chance R1@0.3"] <= 20.0, (like, r["plain"])
+        assert 40.0 <= r["long_range"]["R1@0.3"] <= 60.0 and r["long_range"]["n"] >= 400, (like, r["long_range"])
 
 
 @pytest.mark.parametrize("mixer", ["local", "global"])

@@ -23,7 +23,7 @@ from hieramamba.data.synth.formats import WRITERS, Output, spec_summary, write_j
 from hieramamba.data.synth.spec import FEATURE_WINDOWS, LIKES, SCALES, features_per_second, get_spec
 from hieramamba.data.synth.world import World, tokenize
 
-GENERATOR_VERSION = "3.0"
+GENERATOR_VERSION = "4.0"
 # Paths the generator owns inside DIR (removed by --overwrite, nothing else is touched).
 OWNED = ("annotations", "features", "glove.6B.300d.txt", "query_kinds.json", "synth_manifest.json",
          "synth_truth.json")

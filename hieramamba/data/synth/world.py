@@ -5,15 +5,17 @@ video-feature space, a noun that names it and a verb, plus a few background sign
 query names, and a per-word embedding table for the text side.
 
 A *video* is a time line of event segments separated by background segments. Per video there are
-`long_range_structures` structures: an event type X that occurs exactly twice, the two
-occurrences separated by `far_gap_s` seconds of background and nothing else (beyond what a local
-mixer sees, within one training window). "X for the first time" names the earlier occurrence,
-"X again" the later one. The two are locally identical (both cut to `x_max_s`), so which one a
-query means shows only in whether the other occurrence lies before or after it, far away: a model
-that compares an event with what it saw far on either side reads it off, a local one is at chance
-(one in two). Absolute position says little: the pair sits anywhere in a video several times its
-span. The remaining events have types that occur once in the video; they are the targets of plain
-queries.
+`long_range_structures` structures: an event type X that occurs exactly twice, `far_gap_s` seconds
+apart (beyond the reach of a local mixer, within one training window), with other events between
+and around the two occurrences as anywhere else. "X for the first time" names the earlier
+occurrence, "X again" the later one. The two are locally identical (both cut to `x_max_s`, both
+among unrelated events), so which one a query means shows only in whether the twin lies before or
+after it, far away: a model that compares an event with what it saw far on either side reads it
+off, a local one is near chance (one in two). Generator 3.0 kept only background between the two
+X's, so "background on my right" meant "first": a local model read the answer off its neighbours
+(docs/synthetic.md). Absolute position says little: a pair spans at most `max_pair_span_frac` of
+its video. The remaining events have types that occur once in the video; they are the targets of
+plain queries.
 
 Features: feature i covers the window [i*step, i*step + size) seconds of the released format; its
 value is the overlap-weighted mix of the covered segments' signatures plus each segment's slow
@@ -243,41 +245,47 @@ def _pick_subjects(subjects: tuple[str, ...], n: int, rng: np.random.Generator) 
 def _layout(spec: SynthSpec, duration: float, n: int, n_struct: int, rng: np.random.Generator, q):
     """(starts, ends, pairs) of n time-ordered events, or None if this draw does not fit.
 
-    Blocks: one per structure (X, `far_gap_s` of background, X) and one per unique event,
-    shuffled, with >= min_gap of background between blocks. pairs[i] = (first X, second X), event
-    indices in time order.
+    The n events are laid out in time order with >= min_gap of background between them (Dirichlet
+    gaps). Then `n_struct` disjoint pairs are drawn among the pairs whose gap, once both events are
+    cut to `x_max_s`, lies in `far_gap_s` and whose span is at most `max_pair_span_frac` of the
+    video; each pair becomes one structure (the same type X twice) and is cut to `x_max_s`. Other
+    events lie between and around the two X's as anywhere else, so nothing near an X says whether
+    its twin is before or after it. pairs[i] = (first X, second X), event indices in time order.
     """
     lengths = sample_length(spec.moment, rng, size=n)
     lengths = np.minimum(lengths, spec.max_moment_frac * duration)
     budget = spec.max_fill * duration
     if lengths.sum() > budget:
         lengths = lengths * (budget / lengths.sum())
-    # events 0 .. 2 n_struct - 1 are the X's, cut to x_max_s (a short target sits on a low pyramid
-    # level, whose local reach is smallest)
-    lengths[: 2 * n_struct] = np.minimum(lengths[: 2 * n_struct], spec.x_max_s)
-    far = rng.uniform(*spec.far_gap_s, size=n_struct)
-    blocks = [((2 * i, 2 * i + 1), far[i]) for i in range(n_struct)] + [((e,), 0.0) for e in range(2 * n_struct, n)]
-    free = duration - lengths.sum() - far.sum() - (len(blocks) + 1) * spec.min_gap
+    free = duration - lengths.sum() - (n + 1) * spec.min_gap
     if free <= 0:
         return None
-    gaps = spec.min_gap + free * rng.dirichlet(np.ones(len(blocks) + 1))
-    span: dict[int, tuple[float, float]] = {}
-    t = 0.0
-    for b, k in enumerate(rng.permutation(len(blocks))):
-        ids, inner = blocks[int(k)]
-        t += gaps[b]
-        for j, e in enumerate(ids):
-            if j:  # the far gap between the two X's of a structure
-                t += inner
-            span[e] = (q(t), q(t + lengths[e]))
-            t += lengths[e]
-    order = sorted(span, key=lambda e: span[e][0])
-    starts = [span[e][0] for e in order]
-    ends = [span[e][1] for e in order]
+    gaps = spec.min_gap + free * rng.dirichlet(np.ones(n + 1))  # (n + 1,) before each event and at the end
+    starts = np.cumsum(gaps[:n] + np.concatenate(([0.0], lengths[:-1])))  # (n,)
+    ends = starts + lengths
+    cut_ends = starts + np.minimum(lengths, spec.x_max_s)  # an X is cut to x_max_s, keeping its start
+    lo, hi = spec.far_gap_s
+    max_span = spec.max_pair_span_frac * duration
+    candidates = [(a, b) for a in range(n) for b in range(a + 1, n)
+                  if lo <= starts[b] - cut_ends[a] <= hi and cut_ends[b] - starts[a] <= max_span]
+    pairs: list[tuple[int, int]] = []
+    used: set[int] = set()
+    for k in rng.permutation(len(candidates)):
+        a, b = candidates[int(k)]
+        if a not in used and b not in used:
+            pairs.append((a, b))
+            used.update((a, b))
+            if len(pairs) == n_struct:
+                break
+    if len(pairs) < n_struct:
+        return None
+    for a, b in pairs:
+        ends[a], ends[b] = cut_ends[a], cut_ends[b]
+    starts = [q(float(t)) for t in starts]
+    ends = [q(float(t)) for t in ends]
     if any(e <= s for s, e in zip(starts, ends)) or any(b <= a for a, b in zip(ends, starts[1:])) or ends[-1] >= duration:
         return None
-    at = {e: i for i, e in enumerate(order)}  # event id -> time-order index
-    return starts, ends, [(at[2 * i], at[2 * i + 1]) for i in range(n_struct)]
+    return starts, ends, pairs
 
 
 def _with_background(starts, ends, event_type, duration, n_background, rng) -> list[Segment]:
