@@ -11,7 +11,9 @@ and around the two occurrences as anywhere else. "X for the first time" names th
 occurrence, "X again" the later one. The two are locally identical (both cut to `x_max_s`, both
 among unrelated events), so which one a query means shows only in whether the twin lies before or
 after it, far away: a model that compares an event with what it saw far on either side reads it
-off, a local one is near chance (one in two). Generator 3.0 kept only background between the two
+off, a local one is near chance (one in two) unless it knows absolute position (R@1 compares
+the two occurrences, so "later scores higher" answers "again"; the synthetic default scale has no
+absolute position embedding for that reason). Generator 3.0 kept only background between the two
 X's, so "background on my right" meant "first": a local model read the answer off its neighbours
 (docs/synthetic.md). Absolute position says little: a pair spans at most `max_pair_span_frac` of
 its video. The remaining events have types that occur once in the video; they are the targets of
