@@ -45,7 +45,7 @@ class SynthSpec:
     paraphrases: int  # sentences per queried target (TACoS: several annotators per video)
     far_gap_s: tuple[float, float]  # long-range: seconds between the two X's (end to start, inclusive)
     x_max_s: float  # long-range: X events last at most this long
-    max_pair_span_frac: float  # long-range: a pair (first X start to second X end) spans at most this of its video
+    max_pair_span_frac: float  # long-range: a pair (first X start to second X end) spans <= this of its video
     video_dim: int
     text_dim: int
     noise: float  # norm of the i.i.d. per-feature noise (signatures have norm 1)
@@ -79,8 +79,8 @@ SPECS: dict[tuple[str, str], SynthSpec] = {
         duration=LengthDist(median=300.0, sigma=0.45, lo=90.0, hi=480.0, p_fixed=0.3),
         moment=LengthDist(median=7.0, sigma=0.7, lo=2.0, hi=40.0), max_moment_frac=0.1,
         max_fill=0.5, min_gap=2.0, num_types=24, long_range_structures=2,
-        unique_events=12, plain_queried=10, paraphrases=1, far_gap_s=(25.0, 60.0), x_max_s=10.0, max_pair_span_frac=0.5,
-        video_dim=64, text_dim=64,
+        unique_events=12, plain_queried=10, paraphrases=1, far_gap_s=(25.0, 60.0), x_max_s=10.0,
+        max_pair_span_frac=0.5, video_dim=64, text_dim=64,
         clips_per_video=(1, 2), **_COMMON,
     ),
     ("ego4d_nlq", "smoke"): SynthSpec(
@@ -88,8 +88,8 @@ SPECS: dict[tuple[str, str], SynthSpec] = {
         duration=LengthDist(median=200.0, sigma=0.2, lo=150.0, hi=240.0, p_fixed=0.8),
         moment=LengthDist(median=6.0, sigma=0.6, lo=2.0, hi=20.0), max_moment_frac=0.1,
         max_fill=0.5, min_gap=2.0, num_types=12, long_range_structures=1,
-        unique_events=6, plain_queried=5, paraphrases=1, far_gap_s=(20.0, 60.0), x_max_s=10.0, max_pair_span_frac=0.5,
-        video_dim=32, text_dim=32,
+        unique_events=6, plain_queried=5, paraphrases=1, far_gap_s=(20.0, 60.0), x_max_s=10.0,
+        max_pair_span_frac=0.5, video_dim=32, text_dim=32,
         clips_per_video=(1, 2), **_COMMON,
     ),
     # MAD: long movies at 5 fps (scaled from ~110 min to ~5.5 min), ~4 s moments (~1% of a movie).
@@ -98,8 +98,8 @@ SPECS: dict[tuple[str, str], SynthSpec] = {
         duration=LengthDist(median=220.0, sigma=0.5, lo=90.0, hi=600.0),
         moment=LengthDist(median=3.6, sigma=0.45, lo=1.0, hi=15.0), max_moment_frac=0.05,
         max_fill=0.6, min_gap=1.0, num_types=40, long_range_structures=3,
-        unique_events=20, plain_queried=20, paraphrases=1, far_gap_s=(20.0, 45.0), x_max_s=6.0, max_pair_span_frac=0.5,
-        video_dim=64, text_dim=64,
+        unique_events=20, plain_queried=20, paraphrases=1, far_gap_s=(20.0, 45.0), x_max_s=6.0,
+        max_pair_span_frac=0.5, video_dim=64, text_dim=64,
         **_COMMON,
     ),
     ("mad", "smoke"): SynthSpec(
@@ -107,8 +107,8 @@ SPECS: dict[tuple[str, str], SynthSpec] = {
         duration=LengthDist(median=150.0, sigma=0.1, lo=120.0, hi=200.0),
         moment=LengthDist(median=3.6, sigma=0.45, lo=1.0, hi=10.0), max_moment_frac=0.05,
         max_fill=0.45, min_gap=1.0, num_types=24, long_range_structures=2,
-        unique_events=10, plain_queried=10, paraphrases=1, far_gap_s=(20.0, 50.0), x_max_s=6.0, max_pair_span_frac=0.5,
-        video_dim=32, text_dim=32,
+        unique_events=10, plain_queried=10, paraphrases=1, far_gap_s=(20.0, 50.0), x_max_s=6.0,
+        max_pair_span_frac=0.5, video_dim=32, text_dim=32,
         **_COMMON,
     ),
     # TACoS: ~5 min videos, long moments (median ~12 s, mean ~17 s), several sentences per event.
@@ -117,8 +117,8 @@ SPECS: dict[tuple[str, str], SynthSpec] = {
         duration=LengthDist(median=240.0, sigma=0.6, lo=60.0, hi=900.0),
         moment=LengthDist(median=14.0, sigma=0.8, lo=3.0, hi=90.0), max_moment_frac=0.25,
         max_fill=0.7, min_gap=2.0, num_types=16, long_range_structures=2,
-        unique_events=5, plain_queried=4, paraphrases=2, far_gap_s=(45.0, 75.0), x_max_s=10.0, max_pair_span_frac=0.5,
-        video_dim=64, text_dim=64,
+        unique_events=5, plain_queried=4, paraphrases=2, far_gap_s=(45.0, 75.0), x_max_s=10.0,
+        max_pair_span_frac=0.5, video_dim=64, text_dim=64,
         **_COMMON,
     ),
     ("tacos", "smoke"): SynthSpec(
@@ -126,8 +126,8 @@ SPECS: dict[tuple[str, str], SynthSpec] = {
         duration=LengthDist(median=130.0, sigma=0.2, lo=90.0, hi=180.0),
         moment=LengthDist(median=10.0, sigma=0.7, lo=3.0, hi=40.0), max_moment_frac=0.25,
         max_fill=0.7, min_gap=2.0, num_types=12, long_range_structures=1,
-        unique_events=5, plain_queried=5, paraphrases=3, far_gap_s=(20.0, 50.0), x_max_s=10.0, max_pair_span_frac=0.5,
-        video_dim=32, text_dim=32,
+        unique_events=5, plain_queried=5, paraphrases=3, far_gap_s=(20.0, 50.0), x_max_s=10.0,
+        max_pair_span_frac=0.5, video_dim=32, text_dim=32,
         **_COMMON,
     ),
 }
