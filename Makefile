@@ -32,7 +32,7 @@ lint: install
 	$(PYTHON) -m snakemake --lint
 
 clean-results:
-	rm -rf results/runs results/tables results/plots results/data results/bench results/report.html results/covers.json results/report-check logs checkpoints
+	rm -rf results/runs results/metrics results/tables results/plots results/data results/bench results/report.html results/covers.json results/report-check logs checkpoints
 
 # Checkpoints of finished runs (those with a metrics.json) go; unfinished runs keep theirs and resume.
 clean-checkpoints:
