@@ -95,7 +95,7 @@ class PlantedQuery:
     paraphrase: int = 0
     which: str | None = None  # long_range: "first" | "again"
     other_event: int | None = None  # long_range: the other occurrence of X (index into events)
-    distance: float | None = None  # long_range: seconds of background between the two occurrences
+    distance: float | None = None  # long_range: seconds from the first occurrence's end to the second's start
     extra: dict = field(default_factory=dict)  # format-specific text fields (Ego4D template, slots)
 
 
