@@ -94,15 +94,20 @@ def test_position_and_neighbourhood_together_stay_far_below_a_far_reading_model(
     assert 0.5 < best <= bound, best
 
 
-def _input_reach(dataset: str, variant: str, length: int = 1024) -> int:
-    """Largest distance, in input features, from which the centre output of any pyramid level (class
-    logit and offsets) has a non-zero gradient; the model at `scale=default`, randomly initialised."""
+def _default_model(dataset: str, variant: str):
+    """(config, randomly initialised model in eval mode) of `variant` at `scale=default`."""
     from hieramamba.engine.config import compose_config
     from hieramamba.engine.factory import build_parts_for_dims
 
     cfg = compose_config([f"dataset={dataset}", "scale=default", f"ablation={variant}", "train.device=cpu"])
     torch.manual_seed(0)
-    model = build_parts_for_dims(cfg, 64, 64, torch.device("cpu"), "test").model.eval()
+    return cfg, build_parts_for_dims(cfg, 64, 64, torch.device("cpu"), "test").model.eval()
+
+
+def _input_reach(dataset: str, variant: str, length: int = 1024) -> int:
+    """Largest distance, in input features, from which the centre output of any pyramid level (class
+    logit and offsets) has a non-zero gradient; the model at `scale=default`, randomly initialised."""
+    cfg, model = _default_model(dataset, variant)
     stride = int(cfg.model.backbone.input_stride)
     vid = torch.randn(1, 64, length, requires_grad=True)
     out = model(vid, torch.ones(1, 1, length, dtype=torch.bool), torch.randn(1, 64, 6),
@@ -134,13 +139,8 @@ def test_the_local_control_knows_no_absolute_position():
     long-range R1@0.3 on generator 4.0, seed 2). The synthetic default therefore turns the
     embedding off (`scale=default`, TACoS family): shifting the input shifts `no_global`'s outputs,
     away from the ends of the video."""
-    from hieramamba.engine.config import compose_config
-    from hieramamba.engine.factory import build_parts_for_dims
-
-    cfg = compose_config(["dataset=synth_tacos", "scale=default", "ablation=no_global", "train.device=cpu"])
+    cfg, model = _default_model("synth_tacos", "no_global")
     assert cfg.model.backbone.use_abs_pe is False
-    torch.manual_seed(0)
-    model = build_parts_for_dims(cfg, 64, 64, torch.device("cpu"), "test").model.eval()
     length, shift = 512, 16  # a multiple of every level's stride (1, 2, 4, 8)
     vid = torch.randn(1, 64, length + shift)
     text, text_mask = torch.randn(1, 64, 6), torch.ones(1, 1, 6, dtype=torch.bool)
