@@ -306,6 +306,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"train.microbatch_size={t.microbatch_size!r}: must be in 1..train.batch_size ({t.batch_size})")
     if t.epochs + t.warmup_epochs < 1:
         raise ConfigError(f"train.epochs={t.epochs}, train.warmup_epochs={t.warmup_epochs}: need >= 1 epoch in total")
+    if t.anneal_epochs > t.epochs:
+        raise ConfigError(f"train.anneal_epochs={t.anneal_epochs}: the anneal runs within the epochs after the "
+                          f"warm-up, so it must be <= train.epochs ({t.epochs})")
     if t.crop_ratio is not None and not t.crop_ratio[0] <= t.crop_ratio[1]:
         raise ConfigError(f"train.crop_ratio={list(t.crop_ratio)}: must be null or [lo, hi] with 0 < lo <= hi <= 1")
     edges = list(cfg.eval.length_bins)

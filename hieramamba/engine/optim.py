@@ -1,4 +1,5 @@
-"""AdamW with the authors' weight-decay rules and the linear warm-up / constant schedule.
+"""AdamW with the authors' weight-decay rules and the linear warm-up / constant schedule, with an
+optional cosine anneal to 0 over the final epochs (ours; the authors' schedule is constant).
 
 Decay: the weights of Linear and Conv layers, and the Hydra SSM's `A_log` and `D`. No decay:
 every bias (including Hydra's `dt_bias`), normalisation weights, LayerScale / Scale parameters,
@@ -7,6 +8,7 @@ learned tokens and embeddings — i.e. every other parameter.
 
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import torch
@@ -60,6 +62,24 @@ def warmup_factor(iteration: int, warmup_iters: int) -> float:
     return iteration / (warmup_iters - 1)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, warmup_iters: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-iteration schedule; `scheduler.step()` after every optimiser step."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: warmup_factor(it, warmup_iters))
+def anneal_factor(iteration: int, total_iters: int, anneal_iters: int) -> float:
+    """lr multiplier of the final `anneal_iters` of `total_iters` iterations (0-based): a half cosine
+    from 1 at the window's first step down to 0 after its last, 0.5 (1 + cos(pi k / n)) at step k of
+    n; 1 before the window. A constant lr leaves the last weights (and their EMA) wherever the
+    noise of the final steps put them; annealing settles them, which narrows the spread over seeds.
+    """
+    start = total_iters - anneal_iters
+    if anneal_iters <= 0 or iteration < start:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(iteration - start, anneal_iters) / anneal_iters))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, warmup_iters: int, total_iters: int = 0,
+                    anneal_iters: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-iteration schedule (warm-up, constant, then the anneal when `anneal_iters` > 0);
+    `scheduler.step()` after every optimiser step."""
+    if anneal_iters > max(total_iters - warmup_iters, 0):
+        raise ValueError(f"the anneal ({anneal_iters} iterations) must fit after the warm-up "
+                         f"({warmup_iters} of {total_iters} iterations)")
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda it: warmup_factor(it, warmup_iters) * anneal_factor(it, total_iters, anneal_iters))

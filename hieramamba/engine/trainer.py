@@ -222,7 +222,8 @@ def train(cfg, data, run_dir: Path, checkpoint_dir: Path, logger) -> TrainResult
     if cfg.train.max_iters_per_epoch:
         iters_per_epoch = min(iters_per_epoch, int(cfg.train.max_iters_per_epoch))
     total_epochs = int(cfg.train.epochs) + int(cfg.train.warmup_epochs)
-    scheduler = build_scheduler(optimizer, int(cfg.train.warmup_epochs) * iters_per_epoch)
+    scheduler = build_scheduler(optimizer, int(cfg.train.warmup_epochs) * iters_per_epoch,
+                                total_epochs * iters_per_epoch, int(cfg.train.anneal_epochs) * iters_per_epoch)
     ema = ModelEMA(model, float(cfg.train.ema_beta))
     loss_norm = LossNormalizer(float(cfg.train.loss_norm), float(cfg.train.loss_norm_momentum))
     micro = int(cfg.train.microbatch_size or bs)

@@ -170,6 +170,15 @@ def test_unknown_keys_are_rejected_by_name(tmp_path):
         compose_config(["dataset=no_such_dataset"])
 
 
+def test_an_anneal_longer_than_the_constant_epochs_is_one_clear_error():
+    cfg = compose_config(["train.epochs=4", "train.anneal_epochs=4"])
+    assert cfg.train.anneal_epochs == 4
+    with pytest.raises(ConfigError, match=r"train.anneal_epochs=5: .* <= train.epochs \(4\)"):
+        compose_config(["train.epochs=4", "train.anneal_epochs=5"])
+    with pytest.raises(ConfigError, match="train.anneal_epochs"):
+        compose_config(["train.anneal_epochs=-1"])
+
+
 def test_precedence_scale_then_ablation_then_command_line(tmp_path):
     f = tmp_path / "lr.yaml"
     f.write_text("description: lr\ntables: [ablation]\noverrides:\n  train.lr: 0.5\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -11,7 +12,7 @@ from torch import nn
 
 from hieramamba.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from hieramamba.engine.ema import ModelEMA
-from hieramamba.engine.optim import build_optimizer, build_scheduler, split_decay, warmup_factor
+from hieramamba.engine.optim import anneal_factor, build_optimizer, build_scheduler, split_decay, warmup_factor
 
 
 class FakeHydra(nn.Module):
@@ -65,6 +66,27 @@ def test_warmup_is_linear_from_zero_then_constant():
         opt.step()
         sched.step()
     assert lrs == [0.0, 1.0, 2.0, 2.0]
+
+
+def test_anneal_is_a_half_cosine_to_zero_over_the_final_iterations():
+    # 10 iterations, the last 4 annealed: 1 until iteration 6, then 0.5 (1 + cos(pi k / 4)), k = 0..3
+    expected = [1.0] * 6 + [0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
+    assert [anneal_factor(i, 10, 4) for i in range(10)] == pytest.approx(expected)
+    assert anneal_factor(9, 10, 4) == pytest.approx(0.5 * (1 - math.sqrt(0.5)))  # small, not yet 0
+    assert anneal_factor(10, 10, 4) == pytest.approx(0.0)  # past the end (never stepped)
+    assert [anneal_factor(i, 10, 0) for i in range(12)] == [1.0] * 12  # off: the authors' constant lr
+    # warm-up 2, constant, anneal 3 of 8 iterations: the two multiply
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=2.0)
+    sched = build_scheduler(opt, 2, 8, 3)
+    lrs = []
+    for _ in range(8):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 1.5, 0.5])
+    with pytest.raises(ValueError, match="anneal"):
+        build_scheduler(opt, 5, 8, 4)  # 4 annealed iterations do not fit after 5 of warm-up
 
 
 def test_ema_update_maths():
