@@ -49,6 +49,7 @@ def expected_jobs(config: dict, ablations: dict[str, dict]) -> dict[str, int]:
         "table_backbones": len(per_table_datasets["backbones"]),
         "plot_recall_by_length": len(enabled),
         "plot_training_curves": len(enabled),
+        "table_convergence": len(enabled),
         "plot_ablation": len(per_table_datasets["ablation"]),
         "bench_scaling": 1,
         "plot_scaling": 1,
@@ -82,7 +83,7 @@ def test_default_dry_run_is_the_controls_on_synth_tacos_with_three_seeds(dry_run
     extra = [v for v, spec in _ablations(REPO / "ablations").items()
              if v not in SHIPPED_VARIANTS and "ablation" in spec["tables"]]
     assert counts["train"] == 3 * 3 + 3 * len(extra)
-    assert sum(counts.values()) == 21 + 3 * len(extra)
+    assert sum(counts.values()) == 22 + 3 * len(extra)
     for table in ("table_stride", "table_backbones"):
         assert table not in counts
     assert "synth_mad" not in dry_run and "synth_ego4d_nlq" not in dry_run

@@ -21,7 +21,7 @@ def test_fake_cli_dag_produces_every_table_plot_and_report(tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     tables = {p.name for p in (workdir / "results" / "tables").iterdir()}
     for stem in ("main_synth_tacos", "main_synth_mad", "ablation_synth_tacos", "stride_synth_tacos",
-                 "backbones_synth_tacos", "scaling_exponents"):
+                 "backbones_synth_tacos", "scaling_exponents", "convergence_synth_tacos", "convergence_synth_mad"):
         assert {f"{stem}.html", f"{stem}.csv", f"{stem}.md", f"{stem}.tex"} <= tables, stem
     plots = {p.name for p in (workdir / "results" / "plots").iterdir()}
     for stem in ("recall_by_length_synth_tacos", "recall_by_length_synth_mad", "training_curves_synth_tacos",

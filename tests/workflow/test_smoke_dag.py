@@ -48,6 +48,7 @@ def test_smoke_dag_end_to_end(tmp_path):
     for dataset in ("synth_tacos", "synth_ego4d_nlq", "synth_mad"):
         for ext in ("html", "csv", "md", "tex"):
             assert (tables / f"main_{dataset}.{ext}").is_file()
+            assert (tables / f"convergence_{dataset}.{ext}").is_file()
         for ext in ("png", "pdf"):
             assert (plots / f"recall_by_length_{dataset}.{ext}").is_file()
             assert (plots / f"training_curves_{dataset}.{ext}").is_file()

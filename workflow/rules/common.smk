@@ -349,6 +349,7 @@ def get_final_output():
         if run_metrics(dataset):
             targets += [f"results/plots/recall_by_length_{dataset}.{ext}" for ext in PLOT_EXTS]
             targets += [f"results/plots/training_curves_{dataset}.{ext}" for ext in PLOT_EXTS]
+            targets += [f"results/tables/convergence_{dataset}.{ext}" for ext in TABLE_EXTS]
     if table_variants("ablation"):
         for dataset in table_datasets("ablation"):
             targets += [f"results/plots/ablation_{dataset}.{ext}" for ext in PLOT_EXTS]
@@ -368,6 +369,7 @@ CATEGORY = {
     "scaling": "5. Scaling with video length",
     "recall_by_length": "6. Recall by video length",
     "training_curves": "7. Training curves",
+    "convergence": "7. Training curves",
 }
 
 

@@ -73,3 +73,22 @@ use rule table_main as table_backbones with:
         variants=variants_of("backbones"),
     log:
         "logs/tables/backbones_{dataset}.log",
+
+
+# Has training reached its plateau? Per run, and per variant pooled over seeds, the change of the
+# training loss over the last fifth of the iterations with its 95 % interval (falling / flat /
+# rising), from each run's train_curve.csv beside its metrics.json (workflow/scripts/convergence.py).
+rule table_convergence:
+    input:
+        metrics=dataset_metrics,
+    output:
+        **table_outputs("convergence"),
+    params:
+        dataset="{dataset}",
+        variants=dataset_variants,
+    log:
+        "logs/tables/convergence_{dataset}.log",
+    conda:
+        "../envs/tables.yaml"
+    script:
+        "../scripts/convergence.py"
