@@ -334,3 +334,58 @@ def test_larger_drawn_clusters_weigh_more(monkeypatch):
     assert interval.value == pytest.approx(10.0)
     assert seen == {0.0, 10.0, 100.0}
 
+
+
+def test_p_value_agrees_with_the_interval():
+    """The p-value is the interval's own t: below 0.05 exactly when the 95 % interval excludes 0."""
+    full = full_hits()
+    for recalls in ((40.0, 41.0, 42.0), (38.0, 39.0, 40.0), (36.0, 36.5, 37.0), (30.0, 31.0, 33.0)):
+        (cmp,) = stats.compare(full_hits(recalls, seed=1)[None], full[None], STRATA, VIDEOS)
+        p = cmp.delta.p_value
+        assert 0.0 <= p <= 1.0
+        assert (p < 0.05) == cmp.delta.resolved, (recalls, p, cmp.delta)
+    one = stats.Interval(1.0, -1.0, 3.0)  # a single seed: no t to take a p-value from
+    assert math.isnan(one.p_value)
+    assert stats.Interval(0.0, 0.0, 0.0, se=0.0, dof=2.0).p_value == 1.0
+
+
+def test_holm_by_hand():
+    # sorted 0.01, 0.02, 0.03, 0.5 over m = 4: 0.04, 0.06, 0.06 (running max of 0.06), 0.5
+    adjusted = stats.holm([0.03, 0.01, 0.5, 0.02])
+    assert adjusted == pytest.approx([0.06, 0.04, 0.5, 0.06])
+    assert stats.holm([0.3, 0.4]) == pytest.approx([0.6, 0.6])
+    with_nan = stats.holm([0.01, math.nan, 0.2])  # NaN is outside the family (m = 2)
+    assert with_nan[0] == pytest.approx(0.02) and math.isnan(with_nan[1]) and with_nan[2] == pytest.approx(0.2)
+    assert stats.holm([0.9]) == pytest.approx([0.9]) and stats.holm([]).size == 0
+
+
+def test_half_splits_count_and_order():
+    splits = stats.half_splits(6)
+    assert len(splits) == 10  # C(6, 3) / 2
+    assert splits[0] == ([0, 1, 2], [3, 4, 5])  # the table's own split first (reference runs, then control)
+    assert all(a[0] == 0 and sorted(a + b) == list(range(6)) for a, b in splits)
+    assert len({tuple(a) for a, _ in splits}) == 10
+    assert stats.half_splits(7)[0] == ([0, 1, 2], [3, 4, 5, 6])  # the odd run joins the second half
+    many = stats.half_splits(10)  # 126 splits: the first and a fixed choice of 34 others
+    assert len(many) == stats.MAX_SPLITS and many[0] == ([0, 1, 2, 3, 4], [5, 6, 7, 8, 9])
+    assert many == stats.half_splits(10)
+    assert stats.half_splits(1) == []
+
+
+def test_split_flags_near_nominal_without_effect_and_all_flagged_with_one():
+    """Eight runs of one model (a seed shift of sd 0.35 on the logit, as the simulated A/A above):
+    the 35 splits flag few cells. With the last four runs 8 points worse (a planted difference
+    between the halves), the split that separates them (the first) is flagged."""
+    rng = np.random.default_rng(7)
+    videos = np.repeat(np.arange(160), 4)
+    logit = rng.normal(0.0, 1.5, 160)[videos] + rng.normal(0.0, 1.0, len(videos))
+    shift = rng.normal(0.0, 0.35, size=(8, 1))
+    null = (rng.random((8, len(videos))) < 1.0 / (1.0 + np.exp(-(logit[None] + shift)))).astype(float)
+    flags = stats.split_flags(null[None], None, videos, n_resamples=500)
+    assert flags.shape == (35, 1)
+    assert flags.mean() <= 0.15
+    planted = null.copy()
+    drop = rng.random(planted[4:].shape) < 0.16  # ~8 points of recall lost on the last four runs
+    planted[4:][drop] = 0.0
+    flags = stats.split_flags(planted[None], None, videos, n_resamples=500)
+    assert flags[0, 0]

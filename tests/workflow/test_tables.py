@@ -155,7 +155,11 @@ def test_controls(tables):
     # the fourth is worse but unresolved: the footnote names the seeds its n column asks for
     n = int(positive["R1@0.5_seeds_needed"])
     assert f"Worse but not resolved: R1@0.5 n {n};" in text and "`snakemake --config seeds=<n>`" in text
-    assert "full_aa: negative (A/A) control" in text and "Observed: 0 of 12 Δ cells flagged." in text
+    assert "full_aa: negative (A/A) control" in text and "Observed: 0 of 12 Δ cells flagged at 95 % per cell" in text
+    assert "family-wise (Holm over the row's 12 cells, alpha 0.05): 0 flagged, so the control is not flagged" in text
+    # the six runs of the one configuration (full 0-2, full_aa 1000-1002) cut into halves: C(6, 3) / 2 ways
+    assert "the 6 runs of this one configuration (full and the control) cut into halves in 10 ways" in text
+    assert negative["R1@0.3_p_value"].between(0, 1).all()
     assert "scipy.stats.bootstrap" in text and "clusters of queries = videos within each query kind" in text
     assert "Warning" not in text  # every fixture hits file names its videos
 

@@ -38,8 +38,8 @@ LEGACY_ID_COLUMNS = ID_COLUMNS[:3]  # hits files written before the video column
 ALL = "all"  # the row over every query
 KIND_ORDER = ("plain", "long_range")
 # the per-metric columns of a record (`<metric>_<column>`)
-COLUMNS = ("mean", "lo", "hi", "std", "delta", "delta_lo", "delta_hi", "p_improve", "resolved", "excludes_zero",
-           "seeds_needed", "pairs")
+COLUMNS = ("mean", "lo", "hi", "std", "delta", "delta_lo", "delta_hi", "p_value", "p_improve", "resolved",
+           "excludes_zero", "seeds_needed", "pairs")
 TOLERANCE = 1e-6  # percent: a hits file disagreeing with its metrics.json by more is an error
 
 
@@ -181,6 +181,7 @@ def evidence_records(hits: TableHits, variants: list[str]) -> list[dict]:
                     f"{m}_delta": c.delta.value if c else math.nan,
                     f"{m}_delta_lo": c.delta.lo if c else math.nan,
                     f"{m}_delta_hi": c.delta.hi if c else math.nan,
+                    f"{m}_p_value": c.delta.p_value if c else math.nan,
                     f"{m}_p_improve": c.p_improve if c else math.nan,
                     f"{m}_resolved": c.resolved if c else None,
                     f"{m}_excludes_zero": c.delta.resolved if c else None,
@@ -189,3 +190,40 @@ def evidence_records(hits: TableHits, variants: list[str]) -> list[dict]:
                 })
             records[(v, kind)] = record
     return [records[(v, kind)] for v in variants for kind, _ in _kind_columns(hits)]
+
+
+@dataclass
+class Calibration:
+    """The A/A calibration of a negative control (stats.split_flags over every query kind row)."""
+
+    runs: int  # runs pooled (the reference's and the control's)
+    splits: int
+    flagged: int  # resolved Δ cells over all splits and rows
+    cells: int
+    splits_flagged: int  # splits with at least one resolved cell
+
+    @property
+    def rate(self) -> float:
+        return self.flagged / self.cells if self.cells else math.nan
+
+
+def aa_calibration(hits: TableHits, control: str) -> Calibration | None:
+    """Pool the runs of the reference and of its negative control `control` (one configuration,
+    disjoint seeds) and compare every split of them into two halves as the table compares a
+    variant with the reference, on the same rows (all queries, each kind); None with < 4 runs."""
+    indices = {v: hits.seed_indices(v) for v in (hits.reference, control)}
+    n_runs = sum(len(i) for i in indices.values())
+    if n_runs < 4:
+        return None
+    kinds = hits.ids["kind"].to_numpy()
+    per_split = None
+    for kind, cols in _kind_columns(hits):
+        if not len(cols):
+            continue
+        pooled = np.concatenate([hits.stack(v, indices[v], cols) for v in (hits.reference, control)], axis=1)
+        flags = stats.split_flags(pooled, kinds[cols] if kind == ALL else None, hits.clusters(cols))  # (S, M)
+        per_split = flags if per_split is None else np.concatenate([per_split, flags], axis=1)
+    if per_split is None:
+        return None
+    return Calibration(n_runs, per_split.shape[0], int(per_split.sum()), int(per_split.size),
+                       int(per_split.any(axis=1).sum()))

@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -90,6 +90,21 @@ class Interval:
     value: float  # the point estimate
     lo: float
     hi: float
+    # what the interval was made of (not part of its identity: NaN for a single seed, and NaN != NaN)
+    se: float = field(default=math.nan, compare=False)  # sqrt(seed variance / seeds + video variance)
+    dof: float = field(default=math.nan, compare=False)  # its Welch-Satterthwaite degrees of freedom
+
+    @property
+    def p_value(self) -> float:
+        """Two-sided p-value of "the true value is 0" under the interval's own t (estimate / se on
+        `dof` degrees of freedom); NaN without a seed spread (one seed)."""
+        from scipy import stats
+
+        if not (math.isfinite(self.se) and self.dof > 0):
+            return math.nan
+        if self.se == 0.0:
+            return 1.0 if self.value == 0.0 else 0.0
+        return float(2.0 * stats.t.sf(abs(self.value) / self.se, self.dof))
 
     @property
     def resolved(self) -> bool:
@@ -221,6 +236,7 @@ def intervals(stack: np.ndarray, strata: Sequence | None = None, clusters: Seque
         return []
     videos = video_bootstrap(stack, strata, clusters, confidence=confidence, **kwargs)
     n_seeds = stack.shape[1]
+    se = dof = np.full(stack.shape[0], math.nan)
     if n_seeds < 2:  # no seed spread to estimate: the video bootstrap alone
         lo, hi = videos.lo, videos.hi
     else:
@@ -230,10 +246,12 @@ def intervals(stack: np.ndarray, strata: Sequence | None = None, clusters: Seque
         # Welch-Satterthwaite; no clusters resampled means v_query = 0, so its term is 0 either way
         denominator = v_seed ** 2 / (n_seeds - 1) + v_query ** 2 / max(videos.clusters - 1, 1)
         dof = np.divide(total ** 2, denominator, out=np.full_like(total, np.inf), where=denominator > 0)
-        half = stats.t.ppf(0.5 + confidence / 2.0, dof) * np.sqrt(total)
+        se = np.sqrt(total)
+        half = stats.t.ppf(0.5 + confidence / 2.0, dof) * se
         lo, hi = videos.values - half, videos.values + half
     lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
-    return [Interval(float(v), float(a), float(b)) for v, a, b in zip(videos.values, lo, hi)]
+    return [Interval(float(v), float(a), float(b), float(e), float(d))
+            for v, a, b, e, d in zip(videos.values, lo, hi, se, dof)]
 
 
 def interval(matrix: np.ndarray, strata: Sequence | None = None, clusters: Sequence | None = None,
@@ -333,3 +351,55 @@ def compare(variant: np.ndarray, reference: np.ndarray, strata: Sequence | None 
             clusters: Sequence | None = None, **kwargs) -> list[Comparison]:
     """`compare_many` of one (variant, reference) pair."""
     return compare_many({0: (variant, reference)}, strata, clusters, **kwargs)[0]
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm 1979, "A simple sequentially rejective multiple
+    test procedure"): with the m finite p-values sorted ascending, p_(i) becomes
+    max_{j <= i} min(1, (m - j + 1) p_(j)); rejecting where the adjusted value is below alpha keeps
+    the chance of any false rejection in the family <= alpha. NaN entries stay NaN, outside the family."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, math.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    running = 0.0
+    for rank, index in enumerate(finite[np.argsort(p[finite], kind="stable")]):
+        running = max(running, min(1.0, (len(finite) - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+MAX_SPLITS = 35  # C(8, 4) / 2: every split up to 4 + 4 runs; a fixed random subset beyond
+
+
+def half_splits(n_runs: int, *, max_splits: int = MAX_SPLITS, seed: int = BOOTSTRAP_SEED) -> list[tuple[list, list]]:
+    """The ways to cut runs 0 .. n_runs - 1 into two groups of n_runs // 2 (the odd one out joins the
+    second), each unordered split once (run 0 is always in the first group), in lexicographic
+    order, so the first split is (first half, second half). Beyond `max_splits`, the first split and
+    a fixed random choice of the others."""
+    import itertools
+
+    k = n_runs // 2
+    if k < 1:
+        return []
+    splits = [(list(a), [i for i in range(n_runs) if i not in a])
+              for a in itertools.combinations(range(n_runs), k) if a[0] == 0]
+    if len(splits) > max_splits:
+        rng = np.random.default_rng(seed)
+        keep = sorted(rng.choice(np.arange(1, len(splits)), size=max_splits - 1, replace=False).tolist())
+        splits = [splits[0]] + [splits[i] for i in keep]
+    return splits
+
+
+def split_flags(stack: np.ndarray, strata: Sequence | None = None, clusters: Sequence | None = None,
+                **kwargs) -> np.ndarray:
+    """A/A calibration. `stack (M, R, Q)`: R runs of one configuration (the reference and its
+    negative control, seeds disjoint). Every `half_splits` split of the runs is compared as
+    variant (second group) against reference (first group), exactly as a table compares a variant
+    with `full`; returns resolved (S_splits, M) booleans. With a calibrated method about 5 % of the
+    cells come out resolved, whatever the seed distribution. All splits share one bootstrap call."""
+    stack = np.asarray(stack, dtype=float)
+    splits = half_splits(stack.shape[1])
+    compared = compare_many({i: (stack[:, b], stack[:, a]) for i, (a, b) in enumerate(splits)}, strata, clusters,
+                            **kwargs)
+    return np.array([[c.resolved for c in compared[i]] for i in range(len(splits))], dtype=bool).reshape(
+        len(splits), stack.shape[0])

@@ -88,7 +88,7 @@ def build_main(runs, paper, dataset, paper_name, synthetic, variants, baseline=N
                                [wflib.fmt_num(v) for v in values], wflib.fmt_num(row["avg"])))
     ours = {}
     # 95 % intervals over seeds and queries, from the per-query hits (the "all" rows)
-    records, warnings = _comparison(runs, variants, layout, variant_specs or {})
+    records, warnings, _ = _comparison(runs, variants, layout, variant_specs or {})
     intervals = {r["variant"]: r for r in records if r["kind"] == evidence.ALL}
     for variant in _ordered(variants, runs):
         spread = {m: wflib.seed_stats(runs, variant, m) for m in layout + ["avg"]}
@@ -155,9 +155,9 @@ CONTROLS = {
 
 
 def _comparison(runs, variants, layout, specs, reference="full"):
-    """Records per (variant, query kind) from the runs' per-query hits (evidence.py), and the
-    footnotes they need (a warning when the hits files name no videos); a layout metric the runs
-    did not measure gets empty (NaN) columns."""
+    """Records per (variant, query kind) from the runs' per-query hits (evidence.py), the
+    footnotes they need (a warning when the hits files name no videos), and the hits; a layout
+    metric the runs did not measure gets empty (NaN) columns."""
     measured = [m for m in layout if m in runs.columns and runs[m].notna().all()]
     hits = evidence.TableHits(runs, measured, specs, reference)
     records = evidence.evidence_records(hits, _ordered(variants, runs, reference))
@@ -165,7 +165,7 @@ def _comparison(runs, variants, layout, specs, reference="full"):
         for m in layout:
             if m not in measured:
                 record.update({f"{m}_{c}": math.nan for c in evidence.COLUMNS})
-    return records, [hits.warning] if hits.warning else []
+    return records, [hits.warning] if hits.warning else [], hits
 
 
 def _delta_cell(record, m):
@@ -189,7 +189,7 @@ def _front(frame, front):
     return frame[front + [c for c in frame.columns if c not in front]]
 
 
-def _control_verdicts(records, specs, metrics):
+def _control_verdicts(records, specs, metrics, hits=None):
     """A sentence per control variant present: what it proves and whether it did."""
     notes = []
     for variant in dict.fromkeys(r["variant"] for r in records):
@@ -206,10 +206,30 @@ def _control_verdicts(records, specs, metrics):
                 verdict = (f"Observed: resolved worse on long_range in {len(worse)} of {len(metrics)} shown metrics"
                            + (f" ({', '.join(worse)})." if worse else ".") + _seeds_hint(target, metrics))
         else:
-            cells = [r[f"{m}_resolved"] for r in rows for m in metrics if r[f"{m}_resolved"] is not None]
-            verdict = f"Observed: {sum(bool(c) for c in cells)} of {len(cells)} Δ cells flagged."
+            verdict = _negative_verdict(rows, metrics, evidence.aa_calibration(hits, variant) if hits else None)
         notes.append(f"{variant}: {CONTROLS[role]} {verdict}")
     return notes
+
+
+def _negative_verdict(rows, metrics, calibration):
+    """The A/A row per cell, family-wise (Holm over the row's cells) and, when the runs allow it,
+    the calibration over every split of the pooled runs (evidence.aa_calibration)."""
+    cells = [(r[f"{m}_resolved"], r[f"{m}_p_value"]) for r in rows for m in metrics if r[f"{m}_resolved"] is not None]
+    flagged = sum(bool(resolved) for resolved, _ in cells)
+    adjusted = stats.holm([p for _, p in cells])
+    family = int(np.sum(adjusted < stats.ALPHA))
+    verdict = (f"Observed: {flagged} of {len(cells)} Δ cells flagged at 95 % per cell; family-wise (Holm over the "
+               f"row's {len(cells)} cells, alpha {stats.ALPHA}): {family} flagged, so the control is "
+               f"{'FLAGGED' if family else 'not flagged'}. Per-cell marks flag some cell of a faultless row of "
+               f"{len(cells)} more often than 5 % of the time (the splits below say how often); the family-wise "
+               "verdict is the control's.")
+    if calibration is not None:
+        verdict += (f" Calibration: the {calibration.runs} runs of this one configuration (full and the control) "
+                    f"cut into halves in {calibration.splits} ways, each compared as the table compares a variant "
+                    f"with full: {calibration.flagged} of {calibration.cells} Δ cells flagged "
+                    f"({100 * calibration.rate:.1f} %; nominal 5 %), {calibration.splits_flagged} of "
+                    f"{calibration.splits} splits with a flag somewhere.")
+    return verdict
 
 
 def _seeds_hint(rows, metrics):
@@ -237,7 +257,7 @@ def build_ablation(runs, paper, dataset, paper_name, synthetic, variants, varian
     # controls after the ablations they vouch for
     variants = ([v for v in variants if not (variant_specs.get(v) or {}).get("control")]
                 + [v for v in variants if (variant_specs.get(v) or {}).get("control")])
-    records, warnings = _comparison(runs, variants, layout, variant_specs)
+    records, warnings, hits = _comparison(runs, variants, layout, variant_specs)
     shown = []
     for record in records:
         spec = variant_specs.get(record["variant"]) or {}
@@ -254,7 +274,7 @@ def build_ablation(runs, paper, dataset, paper_name, synthetic, variants, varian
                       "paper (finding)": (f"{record['paper_finding']} [{record['paper_source']}]"
                                           if record["paper_finding"] and first else wflib.DASH)})
     frame = _front(pd.DataFrame(records), ["variant", "kind", "control", "description", "seeds", "n_queries"])
-    notes = _evidence_notes(warnings) + _control_verdicts(records, variant_specs, _shown_metrics(layout))
+    notes = _evidence_notes(warnings) + _control_verdicts(records, variant_specs, _shown_metrics(layout), hits)
     notes.append("The paper's ablation numbers were not found in any source (paper_numbers.yaml); its "
                  "qualitative findings are quoted.")
     return frame, pd.DataFrame(shown), notes
@@ -262,7 +282,7 @@ def build_ablation(runs, paper, dataset, paper_name, synthetic, variants, varian
 
 def build_stride(runs, paper, dataset, paper_name, synthetic, variants, variant_specs):
     layout = _layout(paper, paper_name, runs)
-    records, warnings = _comparison(runs, variants, layout, variant_specs)
+    records, warnings, _ = _comparison(runs, variants, layout, variant_specs)
     for record in records:
         stride = wflib.variant_setting(runs, variant_specs, record["variant"], "model.backbone.stride")
         record["stride"] = None if stride is None else int(stride)
@@ -279,7 +299,7 @@ def build_stride(runs, paper, dataset, paper_name, synthetic, variants, variant_
 
 def build_backbones(runs, paper, dataset, paper_name, synthetic, variants, variant_specs):
     layout = _layout(paper, paper_name, runs)
-    records, warnings = _comparison(runs, variants, layout, variant_specs)
+    records, warnings, _ = _comparison(runs, variants, layout, variant_specs)
     shown = []
     for record in records:
         sub = runs[runs["variant"] == record["variant"]]
