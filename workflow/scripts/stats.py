@@ -51,6 +51,13 @@ per-seed recalls above become per-seed paired differences.
   t(n-1, delta * sqrt(n) / sd) (scipy.stats.nct). Infinite when delta = 0; undefined (NaN) with
   fewer than two paired seeds.
 
+* p-value of a Δ: two-sided, from the interval's own t (Δ / se on the Welch-Satterthwaite degrees
+  of freedom), so p < 0.05 exactly where the 95 % interval excludes 0. `holm` adjusts a family of
+  them (the A/A control's row: its verdict is family-wise).
+* A/A calibration (`half_splits`, `split_flags`): the runs of `full` and of its negative control
+  are one configuration, so every cut of them into two halves is another null comparison; the
+  share of cells it flags estimates the method's false-alarm rate on the table's own data.
+
 Everything is deterministic: every bootstrap is drawn from `np.random.default_rng(seed)`.
 """
 
