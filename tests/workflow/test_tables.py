@@ -164,6 +164,23 @@ def test_controls(tables):
     assert "Warning" not in text  # every fixture hits file names its videos
 
 
+def test_aa_calibration_reads_the_verdict_cells_only(fixture_runs):
+    """The calibration compares the same cells the verdict reads: with one metric, 10 splits of
+    the six runs x 3 rows (all, plain, long_range) = 30 cells; with all four, 120."""
+    sys.path.insert(0, str(SCRIPTS))
+    import evidence  # noqa: E402  (workflow/scripts/evidence.py)
+    import wflib  # noqa: E402
+
+    _, metrics, variant_files = fixture_runs
+    runs = wflib.load_runs(metrics["synth_tacos"])
+    runs = runs[runs["variant"].isin(["full", "full_aa"])]
+    hits = evidence.TableHits(runs, ["R1@0.3", "R1@0.5", "R5@0.3", "R5@0.5"], wflib.load_variant_files(variant_files))
+    one = evidence.aa_calibration(hits, "full_aa", ["R1@0.3"])
+    assert (one.runs, one.splits, one.cells) == (6, 10, 30)
+    assert evidence.aa_calibration(hits, "full_aa").cells == 120
+    assert evidence.aa_calibration(hits, "full_aa", ["R50@0.5"]) is None  # no such cell: nothing to calibrate
+
+
 def test_stride_order_and_constant_delta(tables):
     frame = pd.read_csv(tables / "stride_synth_tacos.csv")
     assert list(frame.drop_duplicates("variant")["variant"]) == ["full", "stride_3", "stride_4"]

@@ -207,13 +207,15 @@ class Calibration:
         return self.flagged / self.cells if self.cells else math.nan
 
 
-def aa_calibration(hits: TableHits, control: str) -> Calibration | None:
+def aa_calibration(hits: TableHits, control: str, metrics: list[str] | None = None) -> Calibration | None:
     """Pool the runs of the reference and of its negative control `control` (one configuration,
     disjoint seeds) and compare every split of them into two halves as the table compares a
-    variant with the reference, on the same rows (all queries, each kind); None with < 4 runs."""
+    variant with the reference, on the same rows (all queries, each kind) and `metrics` (the
+    cells the verdict reads; default every metric of the hits); None with < 4 runs."""
+    keep = [hits.metrics.index(m) for m in (metrics or hits.metrics) if m in hits.metrics]
     indices = {v: hits.seed_indices(v) for v in (hits.reference, control)}
     n_runs = sum(len(i) for i in indices.values())
-    if n_runs < 4:
+    if n_runs < 4 or not keep:
         return None
     kinds = hits.ids["kind"].to_numpy()
     per_split = None
@@ -221,7 +223,7 @@ def aa_calibration(hits: TableHits, control: str) -> Calibration | None:
         if not len(cols):
             continue
         pooled = np.concatenate([hits.stack(v, indices[v], cols) for v in (hits.reference, control)], axis=1)
-        flags = stats.split_flags(pooled, kinds[cols] if kind == ALL else None, hits.clusters(cols))  # (S, M)
+        flags = stats.split_flags(pooled[keep], kinds[cols] if kind == ALL else None, hits.clusters(cols))  # (S, M)
         per_split = flags if per_split is None else np.concatenate([per_split, flags], axis=1)
     if per_split is None:
         return None
