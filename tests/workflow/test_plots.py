@@ -83,7 +83,7 @@ def test_training_curves_drop_empty_panels_and_use_log_scale_for_wide_ranges(tmp
 
 
 def _long(paths):
-    curves = plots.load_curves(paths)
+    curves = plots.wflib.load_curves(paths)
     return curves.melt(id_vars=["iteration", "variant", "seed"], value_vars=["loss", "cls", "reg", "acc", "spc"],
                        var_name="curve", value_name="value")
 

@@ -29,7 +29,6 @@ import wflib  # noqa: E402
 
 WINDOW_FRACTION = 5  # the last 1 / WINDOW_FRACTION of the iterations
 CONFIDENCE = 0.95
-CURVE = "train_curve.csv"
 LOSS = "loss"
 POOLED = "pooled"
 NOTE = (
@@ -83,21 +82,11 @@ def verdict(lo: float, hi: float) -> str:
 
 def build(metrics, dataset: str, variants: list[str]) -> pd.DataFrame:
     """One row per run and one pooled row per variant with more than one run."""
-    rows = []
-    for path in metrics:
-        record = wflib.read_json(path)
-        if record.get("dataset") != dataset:
-            continue
-        curve = Path(path).parent / CURVE
-        if not curve.is_file():
-            raise FileNotFoundError(f"{curve}: missing (every run writes its training curve beside metrics.json)")
-        frame = pd.read_csv(curve)
-        if LOSS not in frame.columns:
-            raise ValueError(f"{curve}: no {LOSS!r} column (columns: {list(frame.columns)})")
-        rows.append({"variant": record["variant"], "seed": str(record["seed"]), **window_change(frame[LOSS])})
-    runs = pd.DataFrame(rows)
-    if runs.empty:
-        return runs
+    curves = wflib.load_curves(metrics, dataset, required_columns=(LOSS,))
+    if curves.empty:
+        return curves
+    runs = pd.DataFrame([{"variant": curve["variant"].iloc[0], "seed": str(curve["seed"].iloc[0]),
+                          **window_change(curve[LOSS])} for _, curve in curves.groupby("run_dir", sort=False)])
     order = [v for v in variants if v in set(runs["variant"])]
     order += sorted(set(runs["variant"]) - set(order))
     out = []

@@ -285,19 +285,6 @@ def plot_ablation(metrics, dataset, paper_path, paper_dataset, variants, png, pd
     wflib.save_figure(fig, png, pdf)
 
 
-def load_curves(metrics) -> pd.DataFrame:
-    frames = []
-    for path in metrics:
-        data = wflib.read_json(path)
-        curve = Path(path).parent / "train_curve.csv"
-        if not curve.is_file():
-            continue
-        frame = pd.read_csv(curve)
-        frame["variant"], frame["seed"], frame["dataset"] = data["variant"], int(data["seed"]), data["dataset"]
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
 # A panel is drawn on a log scale when its positive values span more than this factor (one
 # variant's initial loss of ~1800 flattened every other curve to a line at 0 on a linear axis).
 LOG_SPAN = 30.0
@@ -328,7 +315,7 @@ def choose_panels(long: pd.DataFrame) -> tuple[list[tuple[str, bool]], list[str]
 def plot_training_curves(metrics, dataset, paper_path, paper_dataset, variants, png, pdf, table=None):
     import matplotlib.pyplot as plt
 
-    curves = load_curves(metrics)
+    curves = wflib.load_curves(metrics)
     if curves.empty:
         wflib.save_figure(wflib.empty_figure(f"{dataset}: no train_curve.csv in the run folders"), png, pdf)
         return

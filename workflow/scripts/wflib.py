@@ -89,6 +89,34 @@ def load_runs(paths) -> pd.DataFrame:
     return frame.sort_values(["dataset", "variant", "seed"]).reset_index(drop=True)
 
 
+TRAIN_CURVE = "train_curve.csv"  # beside each run's metrics.json, one row per iteration
+
+
+def load_curves(paths, dataset: str | None = None, required_columns: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Every run's train_curve.csv (read beside its metrics.json) with the run's `variant`, `seed`,
+    `dataset` and `run_dir` columns added, runs in the given order; with `dataset`, only that dataset's runs.
+    A run without a curve is skipped, unless `required_columns` is given: then a missing curve, or a
+    curve without one of those columns, is an error naming the file."""
+    frames = []
+    for path in paths:
+        data = read_json(path)
+        if dataset is not None and data.get("dataset") != dataset:
+            continue
+        curve = Path(path).parent / TRAIN_CURVE
+        if not curve.is_file():
+            if required_columns is None:
+                continue
+            raise FileNotFoundError(f"{curve}: missing (every run writes its training curve beside metrics.json)")
+        frame = pd.read_csv(curve)
+        missing = [c for c in required_columns or () if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{curve}: no {missing[0]!r} column (columns: {list(frame.columns)})")
+        frame["variant"], frame["seed"], frame["dataset"] = data["variant"], int(data["seed"]), data["dataset"]
+        frame["run_dir"] = str(Path(path).parent)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def metric_columns(frame: pd.DataFrame) -> list[str]:
     return sorted((c for c in frame.columns if METRIC_RE.match(str(c))), key=metric_key)
 
