@@ -30,6 +30,8 @@ Implementations:
   decay, no input), which leaves every earlier output unchanged; the padding is cut off again.
   Accumulation in float32 even under autocast (inputs are cast up, autocast is disabled inside,
   the result is cast back to x's dtype); float64 inputs stay float64 (tests).
+  Without an autograd graph (inference) the same steps run block by block
+  (``hieramamba.models.ssd_blocked``): same values, the intermediates of one block only.
   Heads and groups: C B^T is computed once per group and broadcast over the group's heads (no
   per-head copy of B or C). Steps 2 and 4 need B and C scaled by a per-head decay; that scaled
   (Q, n) block per head is written once (the same cost as scaling x or y instead, since n = p)
@@ -265,8 +267,14 @@ def ssd_scan_chunked(
     acc = _accumulation_dtype(x.dtype)
     if x.shape[1] == 0:
         return x.new_zeros(x.shape)
+    inputs = [t.to(acc) for t in (x, dt, A, B, C)]
     with torch.autocast(device_type=x.device.type, enabled=False):
-        y = _ssd_chunked_impl(*(t.to(acc) for t in (x, dt, A, B, C)), chunk_size)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+            y = _ssd_chunked_impl(*inputs, chunk_size)
+        else:  # inference: the same steps block by block, a fraction of the memory
+            from hieramamba.models.ssd_blocked import ssd_chunked_blocked  # noqa: PLC0415 - it imports this module
+
+            y = ssd_chunked_blocked(*inputs, chunk_size)
     return y.to(out_dtype)
 
 

@@ -1,0 +1,103 @@
+"""The block-by-block inference scan: the one-pass scan's values, its memory bounded by a block."""
+
+from __future__ import annotations
+
+import weakref
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from hieramamba.models import ssd_blocked
+from hieramamba.models.ssd import _ssd_chunked_impl, ssd_scan_chunked, ssd_scan_reference
+from hieramamba.models.ssd_blocked import ssd_chunked_blocked
+from test_ssd import make_inputs  # tests/models is on sys.path (pytest rootdir-relative import)
+
+
+@pytest.mark.parametrize(
+    "l,chunk,block_len,g",
+    [
+        (1, 8, 8, 1),  # one step
+        (37, 8, 8, 1),  # one chunk per block, last block short
+        (200, 16, 40, 2),  # block_len not a chunk multiple: 2 chunks per block, heads in 2 groups
+        (257, 16, 64, 1),  # 17 chunks in blocks of 4: the last block holds one padded chunk
+        (300, 16, 10_000, 1),  # one block holds everything
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_blocked_equals_one_pass(l, chunk, block_len, g, dtype):
+    x, dt, A, B, C = make_inputs(b=2, l=l, h=4, p=3, g=g, n=5, dtype=dtype, seed=l)
+    y_one = _ssd_chunked_impl(x, dt, A, B, C, chunk)
+    y_blk = ssd_chunked_blocked(x, dt, A, B, C, chunk, block_len)
+    assert y_blk.shape == y_one.shape == x.shape
+    # the same operations on slices: bitwise here (the batched matmuls' order could differ elsewhere)
+    assert torch.equal(y_blk, y_one)
+
+
+def test_blocked_matches_recurrence_across_many_blocks():
+    x, dt, A, B, C = make_inputs(b=1, l=301, h=2, p=2, g=1, n=3, dt_scale=0.05, a_scale=0.5)
+    y = ssd_chunked_blocked(x, dt, A, B, C, 4, block_len=12)  # 76 chunks in 26 blocks
+    assert (y - ssd_scan_reference(x, dt, A, B, C)).abs().max().item() <= 1e-10
+
+
+def test_scan_runs_blocked_exactly_when_no_gradient_is_needed(monkeypatch):
+    calls = []
+    real = ssd_blocked.ssd_chunked_blocked
+    monkeypatch.setattr(ssd_blocked, "ssd_chunked_blocked", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x, dt, A, B, C = make_inputs(l=50, dtype=torch.float32)
+    y_plain = ssd_scan_chunked(x, dt, A, B, C, chunk_size=8)  # no input requires grad
+    with torch.inference_mode():
+        y_inf = ssd_scan_chunked(x, dt, A, B, C, chunk_size=8)
+    assert len(calls) == 2
+    x.requires_grad_(True)
+    with torch.no_grad():
+        y_nograd = ssd_scan_chunked(x, dt, A, B, C, chunk_size=8)
+    assert len(calls) == 3
+    y_grad = ssd_scan_chunked(x, dt, A, B, C, chunk_size=8)  # training: the one-pass scan, with a graph
+    assert len(calls) == 3 and y_grad.requires_grad
+    y_grad.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    for y in (y_plain, y_inf, y_nograd):
+        assert torch.equal(y, y_grad.detach())
+
+
+class _LiveBytes(TorchDispatchMode):
+    """Peak bytes of tensor storages alive at once, counting those allocated inside the mode (the
+    storages of ``inputs`` are not counted when a view of them comes out of an op)."""
+
+    def __init__(self, inputs):
+        super().__init__()
+        self.live, self.now, self.peak = {}, 0, 0
+        self.inputs = {t.untyped_storage().data_ptr() for t in inputs}
+
+    def _freed(self, key):
+        self.now -= self.live.pop(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                key = storage.data_ptr()
+                if storage.nbytes() and key not in self.live and key not in self.inputs:
+                    self.live[key] = storage.nbytes()
+                    self.now += storage.nbytes()
+                    weakref.finalize(storage, self._freed, key)
+        self.peak = max(self.peak, self.now)
+        return out
+
+
+def test_blocked_scan_memory_is_its_output_plus_one_block():
+    # l = 4096 steps, Q = 16, n = p = 16: the one-pass scan holds several x-sized tensors at once
+    # (x * dt, chunk states, entering states, decay and score matrices); the blocked one holds its
+    # output and one 128-step block of those (~8 block-sized tensors, 1/32 of x each).
+    x, dt, A, B, C = make_inputs(b=1, l=4096, h=4, p=16, g=1, n=16, dtype=torch.float32)
+    x_bytes = x.numel() * x.element_size()
+    with torch.no_grad():
+        with _LiveBytes([x, dt, A, B, C]) as one_pass:
+            _ssd_chunked_impl(x, dt, A, B, C, 16)
+        with _LiveBytes([x, dt, A, B, C]) as blocked:
+            ssd_chunked_blocked(x, dt, A, B, C, 16, block_len=128)
+    assert one_pass.peak >= 4 * x_bytes
+    assert blocked.peak <= 1.5 * x_bytes  # measured 1.28: the output, Acs (1/16) and one block
