@@ -4,9 +4,17 @@ The modules keep their ``nn.Conv1d`` parameters (checkpoint names and shapes unc
 call differs. Measured on this project's 2-core CPU (2 threads, heap-only allocator, T = 24k, the
 interleaved length of a 16k video at d 256), time per call against ``F.conv1d``:
 
-- ``pointwise_conv``, a kernel-1 conv as one matmul with the bias added inside the GEMM
-  (``addmm``/``baddbmm``) instead of torch's convolution path: 7-16 % faster (256 -> 256,
-  256 -> 1024, 1024 -> 256).
+- ``pointwise_conv``, a kernel-1 conv: on a channels-last input one ``F.linear`` over the (B T,
+  C_in) rows (``F.conv1d`` on that layout is 1.2-3.3x slower); on a channels-first input one GEMM
+  with the bias inside (``addmm``/``baddbmm``) for short sequences, and oneDNN's 1x1 convolution
+  (``F.conv1d``) from ``CONV1D_MIN_LENGTH`` steps on. Measured 2026-12-07 (2 threads, heap-only
+  allocator, median of 7, one process), forward / forward+backward ms, addmm vs conv1d:
+  B 16, T 256: 4.6 / 11.6 vs 5.8 / 11.4 (256 -> 256), 12.1 / 40.4 vs 13.1 / 42.9 (256 -> 1024);
+  B 4, T 2304: 28.8 / 88.1 vs 29.0 / 104.4 (256 -> 1024); B 1, T 4096: 12.4 vs 12.8, 13.2 vs 12.6
+  (forward, 256 -> 1024 and 1024 -> 256); B 1, T 16384: 67.4 / 189.5 vs 52.6 / 177.8 (256 ->
+  1024), 74.3 / 193.7 vs 53.8 / 178.1 (1024 -> 256); B 1, T 65536: 284 / 776 vs 210 / 672,
+  280 / 847 vs 207 / 679. (An earlier round's "GEMM 7-16 % faster than conv1d" at T = 24k did
+  not hold up: today conv1d is 10-22 % faster there.)
 - ``depthwise_conv3``, SnAG's kernel-3, stride-1 depthwise q/k/v convs as three shifted
   multiply-adds: 24 vs 32 ms at C = 256.
 - ``depthwise_conv_channels_last``, Hydra's depthwise conv (kernel 7, 768 channels) run on the
@@ -27,8 +35,13 @@ def is_channels_last(x: torch.Tensor) -> bool:
     return x.transpose(1, 2).is_contiguous()
 
 
+# From this many steps on, a channels-first 1x1 conv runs as oneDNN's convolution (see above).
+CONV1D_MIN_LENGTH = 4096
+
+
 def pointwise_conv(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
-    """A kernel-1 ``conv`` (stride 1, groups 1) as a matmul: (B, C_in, T) -> (B, C_out, T).
+    """A kernel-1 ``conv`` (stride 1, groups 1): (B, C_in, T) -> (B, C_out, T), by the fastest
+    equal form measured for x's layout and length (module docstring).
 
     The output keeps x's layout: channels-first in, channels-first out; a channels-last x (the
     transpose of a contiguous (B, T, C_in)) gives the transpose of a contiguous (B, T, C_out).
@@ -36,6 +49,8 @@ def pointwise_conv(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     weight = conv.weight[..., 0]  # (C_out, C_in)
     if is_channels_last(x):
         return F.linear(x.transpose(1, 2), weight, conv.bias).transpose(1, 2)  # one GEMM on (B T, C_in)
+    if x.shape[-1] >= CONV1D_MIN_LENGTH:  # long sequences: MKL's GEMM with N = T lags oneDNN's conv
+        return F.conv1d(x, conv.weight, conv.bias)
     if conv.bias is None:
         return torch.matmul(weight, x)
     if x.shape[0] == 1:

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from hieramamba.models.amp import gated_merge
 from hieramamba.models.attention import MaskedMHA, TransformerEncoder
-from hieramamba.models.conv_ops import (depthwise_conv3, depthwise_conv_channels_last, is_channels_last,
-                                        pointwise_conv)
+from hieramamba.models.conv_ops import (CONV1D_MIN_LENGTH, depthwise_conv3, depthwise_conv_channels_last,
+                                        is_channels_last, pointwise_conv)
 from hieramamba.models.norms import LayerNorm
 
 TOL = dict(rtol=1e-10, atol=1e-10)  # float64: only summation order differs
@@ -43,10 +43,11 @@ def _check_same(fn_new, fn_old, *tensors, params=()):
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_pointwise_conv_equals_conv1d(batch, bias, channels_last):
+@pytest.mark.parametrize("length", [37, CONV1D_MIN_LENGTH + 3])  # the GEMM form and the long-sequence conv form
+def test_pointwise_conv_equals_conv1d(batch, bias, channels_last, length):
     torch.manual_seed(0)
     conv = nn.Conv1d(6, 10, 1, bias=bias).double()
-    x = torch.randn(batch, 6, 37, dtype=torch.float64)
+    x = torch.randn(batch, 6, length, dtype=torch.float64)
     if channels_last:
         x = x.transpose(1, 2).contiguous().transpose(1, 2)
     out = pointwise_conv(x, conv)
