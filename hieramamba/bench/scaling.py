@@ -31,7 +31,9 @@ allocator state, caches and memory high-water mark do not leak into the next.
 Peak memory (CPU): the growth of the process's resident-set high-water mark
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) over the measurement, relative to the mark after
 the model and the inputs were built: ``fwd`` = after the first forward, ``fwd+bwd`` = after the
-first forward+backward (which always peaks at least as high). Only meaningful in a fresh process
+first forward+backward (which always peaks at least as high); ``*_peak_all_mb`` in the JSON = after
+the timed repeats too (with the heap-only allocator a fragmented heap can keep growing for a run or
+two: measured +10-40 %). Only meaningful in a fresh process
 (the mark never goes down), so in-process runs report null. On CUDA: torch.cuda.max_memory_allocated.
 
 Allocator. glibc serves large allocations with fresh mmap'd pages that the kernel has to zero on
@@ -226,7 +228,8 @@ def _series_specs(args) -> list[tuple[str, str, str]]:
 
 def _run_backbones(args, common, fresh, child_env) -> dict:
     points, slopes = [], []
-    print("\n## (b) backbones (B = 1, in_dim = d_model, all steps valid)")
+    ckpt = "; HieraMamba with activation checkpointing" if args.activation_checkpointing else ""
+    print(f"\n## (b) backbones (B = 1, in_dim = d_model, all steps valid{ckpt})")
     print(f"{'d':>4} {'global':>11} {'local':>17} {'L':>7} {'fwd ms':>10} {'f+b ms':>10} {'fwd MiB':>8} {'f+b MiB':>8}")
     for d in args.widths:
         for name, g_mix, l_mix in _series_specs(args):
@@ -235,6 +238,8 @@ def _run_backbones(args, common, fresh, child_env) -> dict:
                 spec = dict(common, kind="backbone", name=name, L=L, d_model=d, modes=args.modes)
                 if name == "hieramamba":
                     spec.update(global_mixer=g_mix, local_mixer=l_mix)
+                    if args.activation_checkpointing:
+                        spec["backbone_kwargs"] = {"activation_checkpointing": True}
                 if wall is not None:  # beyond the wall: not run, recorded as such
                     r = {"spec": spec, "wall": wall["wall"], "beyond_wall": True}
                 else:
@@ -331,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "once per --mixers pair, the others once each")
     p.add_argument("--modes", type=lambda s: [m.strip() for m in s.split(",")], default=["fwd", "fwd_bwd"],
                    help="fwd, fwd_bwd or both (backbone section)")
+    p.add_argument("--activation-checkpointing", action="store_true",
+                   help="HieraMamba recomputes each AMP block in the backward (model.backbone.activation_checkpointing)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per point after one warm-up (median)")
     p.add_argument("--fresh-process", dest="fresh_process", action="store_true", default=True,
                    help="one Python process per point (default; needed for peak memory)")

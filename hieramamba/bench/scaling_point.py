@@ -207,6 +207,8 @@ def measure_point(spec: dict) -> dict:
             if cuda:
                 result["fwd_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
             result["fwd_s"] = _median_time(fwd, repeats, sync, cuda)
+            # the heap can still grow in the timed runs (fragmentation): the high-water mark of them all
+            result["fwd_peak_all_mb"] = (_maxrss_mb() - base) if fresh and not cuda else result["fwd_peak_mb"]
     if "fwd_bwd" in modes and grads:
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
@@ -216,6 +218,7 @@ def measure_point(spec: dict) -> dict:
         if cuda:
             result["fwd_bwd_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         result["fwd_bwd_s"] = _median_time(fwd_bwd, repeats, sync, cuda)
+        result["fwd_bwd_peak_all_mb"] = (_maxrss_mb() - base) if fresh and not cuda else result["fwd_bwd_peak_mb"]
     if result.get("flops") and result.get("fwd_s"):
         result["gflops"] = result["flops"] / result["fwd_s"] / 1e9
     return result

@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from hieramamba.errors import ConfigError
 from hieramamba.models.attention import GlobalAttentionMixer, TransformerEncoder
@@ -238,7 +239,7 @@ class AMPBlock(nn.Module):
                  local_heads: int = 2, global_heads: int = 4, dropout: float = 0.1, ffn: str = "auto",
                  d_state: int = 64, d_conv: int = 7, expand: int = 2, headdim: int = 64, chunk_size: int = 64,
                  ssm_backend: str = "auto", reference_mask_quirk: bool = False, reference_precision: bool = False,
-                 reference_padding_leak: bool = False):
+                 reference_padding_leak: bool = False, activation_checkpointing: bool = False):
         super().__init__()
         if int(stride) < 2:
             raise ConfigError(f"model.backbone.stride = {stride!r} must be an int >= 2")
@@ -281,6 +282,24 @@ class AMPBlock(nn.Module):
         self.ffn = LinearFFN(d_model, dropout) if ffn == "linear" else SwiGLUFFN(d_model, dropout)
         self.norm_ffn = RMSNorm(d_model, reference_precision=reference_precision)
         self.scale_ffn = LayerScale(d_model, dropout, channel_dim=-1)
+        self.activation_checkpointing = bool(activation_checkpointing)
+
+    # The three branches, each a unit of activation checkpointing: in training with the switch on,
+    # a branch keeps only its input for the backward and is rerun there (RNG state restored, so
+    # dropout draws the same masks), so at most one branch's activations exist at a time.
+    def _branch(self, fn, *args):
+        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
+
+    def _global_branch(self, f, mixer_mask):  # (B, T', D) -> (B, T', D)
+        return self.global_mixer(self.norm_global(f), mixer_mask)
+
+    def _local_branch(self, f, m):  # (B, T', D), (B, T') -> (B, T', D)
+        return self.local_mixer(self.norm_local(f).transpose(1, 2), m[:, None, :])[0].transpose(1, 2)
+
+    def _ffn_branch(self, f):  # (B, T', D) -> (B, T', D)
+        return self.ffn(self.norm_ffn(f))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):
         b, d, length = x.shape
@@ -303,18 +322,16 @@ class AMPBlock(nn.Module):
 
         f = c
         if self.global_mixer is not None:
-            g = (self.scale_global(self.global_mixer(self.norm_global(f), mixer_mask)) + f) * m_f
+            g = (self.scale_global(self._branch(self._global_branch, f, mixer_mask)) + f) * m_f
             if self.gated:
                 g = gated_merge(self.gate_global, f, g)
             f = g
         if self.local_mixer is not None:
-            h = self.norm_local(f).transpose(1, 2)  # (B, D, T')
-            h = self.local_mixer(h, m[:, None, :])[0].transpose(1, 2)  # (B, T', D)
-            h = (self.scale_local(h) + f) * m_f
+            h = (self.scale_local(self._branch(self._local_branch, f, m)) + f) * m_f
             if self.gated:
                 h = gated_merge(self.gate_local, f, h)
             f = h
-        out = self.scale_ffn(self.ffn(self.norm_ffn(f))) + f  # (B, T', D)
+        out = self.scale_ffn(self._branch(self._ffn_branch, f)) + f  # (B, T', D)
 
         anchors_out, tokens_out = split(out, s, length)
         return anchors_out, tokens_out, anchor_mask, mask

@@ -5,6 +5,11 @@
     level l = refined tokens of block l (length ceil(T' / s^l), T' the embedded length);
     block l > 0 consumes block l-1's anchors.
 
+``activation_checkpointing`` (off by default, as the authors train): in training, the activations
+of each AMP block's three branches (global mixer, local mixer, FFN) are not kept for the backward
+but recomputed from the branch's input (``AMPBlock._branch``, ``torch.utils.checkpoint``): the
+same gradients for less memory, at the cost of a second forward of every branch.
+
 MAD uses ``input_stride=2``: the first embedding conv is kernel 5, stride 2 (mask downsampled),
 so every level stride is doubled relative to the input grid.
 
@@ -50,7 +55,7 @@ class HieraMambaBackbone(nn.Module):
                  local_heads: int = 2, global_heads: int = 4, dropout: float = 0.1, ffn: str = "auto",
                  d_state: int = 64, d_conv: int = 7, expand: int = 2, headdim: int = 64, chunk_size: int = 64,
                  ssm_backend: str = "auto", reference_mask_quirk: bool = False, reference_precision: bool = False,
-                 reference_padding_leak: bool = False):
+                 reference_padding_leak: bool = False, activation_checkpointing: bool = False):
         super().__init__()
         add_embedding_layers(self, in_dim, embd_dim, max_seq_len, num_convs, input_stride, use_abs_pe,
                              reference_precision)  # embd_fc, embd_convs, embd_norms, pe, input_stride
@@ -70,7 +75,8 @@ class HieraMambaBackbone(nn.Module):
                      local_heads=local_heads, global_heads=global_heads, dropout=dropout, ffn=ffn,
                      d_state=d_state, d_conv=d_conv, expand=expand, headdim=headdim, chunk_size=chunk_size,
                      ssm_backend=ssm_backend, reference_mask_quirk=reference_mask_quirk,
-                     reference_precision=reference_precision, reference_padding_leak=reference_padding_leak)
+                     reference_precision=reference_precision, reference_padding_leak=reference_padding_leak,
+                     activation_checkpointing=activation_checkpointing)
             for i in range(num_levels)
         )
         zero_linear_conv_biases(self)

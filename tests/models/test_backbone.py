@@ -203,3 +203,44 @@ def test_helpers_importable_from_backbone():
     assert backbone.position_table is stem.position_table
     assert backbone.positions_for_length is stem.positions_for_length
     assert callable(backbone.zero_linear_conv_biases)
+
+
+@needs_ssm
+def test_activation_checkpointing_gives_the_same_outputs_and_gradients():
+    # dropout on, padded batch, Hydra: the recomputed blocks must draw the same dropout masks
+    x = torch.randn(2, 6, 29)
+    mask = torch.ones(2, 1, 29, dtype=torch.bool)
+    mask[1, :, 21:] = False
+    runs = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        net = strengthen(small(global_mixer="hydra", dropout=0.3, activation_checkpointing=ckpt)).train()
+        torch.manual_seed(1)  # the same dropout draws in both runs
+        out = net(x, mask)
+        loss = sum(f.square().sum() for f in out.fpn) + sum(a.square().sum() for a in out.anchors)
+        loss.backward()
+        runs.append((out, {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}))
+    (out0, g0), (out1, g1) = runs
+    for a, b in zip(out0.fpn + out0.anchors, out1.fpn + out1.anchors):
+        assert torch.equal(a, b)
+    assert g0.keys() == g1.keys() and len(g0) > 20
+    for name in g0:
+        torch.testing.assert_close(g1[name], g0[name], rtol=1e-6, atol=1e-7, msg=name)
+
+
+@needs_ssm
+def test_activation_checkpointing_keeps_less_for_the_backward():
+    def saved_bytes(ckpt):
+        torch.manual_seed(0)
+        net = small(global_mixer="hydra", max_seq_len=256, activation_checkpointing=ckpt).train()
+        seen = {}
+
+        def pack(t):
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            net(torch.randn(1, 6, 256), torch.ones(1, 1, 256, dtype=torch.bool))
+        return sum(seen.values())
+
+    assert saved_bytes(True) < 0.25 * saved_bytes(False)
