@@ -278,13 +278,18 @@ def ssd_scan_chunked(
     return y.to(out_dtype)
 
 
-def _ssd_chunked_impl(x, dt, A, B, C, Q: int) -> torch.Tensor:
+def _chunk_geometry(x, B, Q: int) -> tuple[int, ...]:
+    """Sizes of a chunked scan: b, l, h, p (x), g, n (B), hg heads per group, the chunk length
+    Q (at most l), c chunks, L = c Q steps after padding."""
     b, l, h, p = x.shape
     g, n = B.shape[2], B.shape[3]
-    hg = h // g  # heads per group
     Q = max(1, min(Q, l))
-    c = -(-l // Q)  # number of chunks
-    L = c * Q
+    c = -(-l // Q)
+    return b, l, h, p, g, n, h // g, Q, c, c * Q
+
+
+def _ssd_chunked_impl(x, dt, A, B, C, Q: int) -> torch.Tensor:
+    b, l, h, p, g, n, hg, Q, c, L = _chunk_geometry(x, B, Q)
     pad = L - l
 
     # Head-major layout (b, h, ...): every batched matmul below then runs on contiguous

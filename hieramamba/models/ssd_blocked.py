@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hieramamba.models.ssd import _LOG2E, _decay_matrix
+from hieramamba.models.ssd import _LOG2E, _chunk_geometry, _decay_matrix
 
 # Steps per block. Measured on the scan alone at the shape of HieraMamba's first level at L = 64k
 # (b 2 (both directions), l 98304, h 8, p = n = 64, Q 64; 2 threads, heap-only allocator, fresh
@@ -36,12 +36,7 @@ def ssd_chunked_blocked(x, dt, A, B, C, Q: int, block_len: int = BLOCK_LEN) -> t
     """x (b, l, h, p), dt (b, l, h), A (h,), B / C (b, l, g, n), all in the accumulation dtype,
     no gradient needed -> y (b, l, h, p) (a transposed view of a (b, h, L, p) buffer, as the
     one-pass scan returns it)."""
-    b, l, h, p = x.shape
-    g, n = B.shape[2], B.shape[3]
-    hg = h // g  # heads per group
-    Q = max(1, min(Q, l))
-    c = -(-l // Q)  # number of chunks
-    L = c * Q
+    b, l, h, p, g, n, hg, Q, c, L = _chunk_geometry(x, B, Q)
     K = max(1, block_len // Q)  # chunks per block
 
     # log decay from each chunk's start, for the whole sequence: small, (b, h, c, Q)
