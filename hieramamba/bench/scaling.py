@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", type=lambda s: [m.strip() for m in s.split(",")], default=["fwd", "fwd_bwd"],
                    help="fwd, fwd_bwd or both (backbone section)")
     p.add_argument("--activation-checkpointing", action="store_true",
-                   help="HieraMamba recomputes each AMP block in the backward (model.backbone.activation_checkpointing)")
+                   help="HieraMamba recomputes each AMP branch in the backward (model.backbone.activation_checkpointing)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per point after one warm-up (median)")
     p.add_argument("--fresh-process", dest="fresh_process", action="store_true", default=True,
                    help="one Python process per point (default; needed for peak memory)")
