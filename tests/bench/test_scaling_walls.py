@@ -85,3 +85,23 @@ def test_memory_cap_turns_a_huge_allocation_into_a_memory_wall():
     spec = dict(kind="matmul", size=40000, repeats=1, max_memory_gb=1.0)  # two 6 GB operands
     r = scaling.run_point(spec, True, 300, {})
     assert scaling_fit.wall_reason(r) == "out of memory", r
+
+
+def test_activation_checkpointing_flag_reaches_hieramamba_points_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(scaling, "run_point", _fake_run_point({}))
+    out = tmp_path / "bench.json"
+    cli.main(["scaling", "--what", "backbone", "--backbone-lengths", "1k", "--widths", "64", "--backbones",
+              "hieramamba,snag", "--mixers", "hydra:window_attention", "--modes", "fwd_bwd",
+              "--activation-checkpointing", "--out", str(out)])
+    specs = {p["spec"]["name"]: p["spec"] for p in json.loads(out.read_text())["backbone"]["points"]}
+    assert specs["hieramamba"]["backbone_kwargs"] == {"activation_checkpointing": True}
+    assert "backbone_kwargs" not in specs["snag"]
+
+
+def test_backbone_point_records_the_peak_after_the_timed_runs_too():
+    spec = dict(kind="backbone", name="hieramamba", L=64, d_model=32, repeats=2, modes=["fwd", "fwd_bwd"],
+                global_mixer="hydra", local_mixer="window_attention", fresh=True,
+                backbone_kwargs={"activation_checkpointing": True})
+    r = scaling_point.measure_point(spec)
+    assert r["fwd_peak_all_mb"] >= r["fwd_peak_mb"] >= 0
+    assert r["fwd_bwd_peak_all_mb"] >= r["fwd_bwd_peak_mb"] >= r["fwd_peak_all_mb"]
