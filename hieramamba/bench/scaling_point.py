@@ -199,26 +199,28 @@ def measure_point(spec: dict) -> dict:
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     base = _maxrss_mb()
+
+    def peak_mb():  # high-water mark so far: allocated CUDA memory, or RSS growth in a fresh process
+        if cuda:
+            return torch.cuda.max_memory_allocated(device) / 2**20
+        return (_maxrss_mb() - base) if fresh else None
+
     if "fwd" in modes:
         with torch.no_grad():
             fwd()  # warm-up, and the forward's memory high-water mark
             sync()
-            result["fwd_peak_mb"] = (_maxrss_mb() - base) if fresh else None
-            if cuda:
-                result["fwd_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+            result["fwd_peak_mb"] = peak_mb()
             result["fwd_s"] = _median_time(fwd, repeats, sync, cuda)
             # the heap can still grow in the timed runs (fragmentation): the high-water mark of them all
-            result["fwd_peak_all_mb"] = (_maxrss_mb() - base) if fresh and not cuda else result["fwd_peak_mb"]
+            result["fwd_peak_all_mb"] = peak_mb()
     if "fwd_bwd" in modes and grads:
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
         fwd_bwd()
         sync()
-        result["fwd_bwd_peak_mb"] = (_maxrss_mb() - base) if fresh else None
-        if cuda:
-            result["fwd_bwd_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        result["fwd_bwd_peak_mb"] = peak_mb()
         result["fwd_bwd_s"] = _median_time(fwd_bwd, repeats, sync, cuda)
-        result["fwd_bwd_peak_all_mb"] = (_maxrss_mb() - base) if fresh and not cuda else result["fwd_bwd_peak_mb"]
+        result["fwd_bwd_peak_all_mb"] = peak_mb()
     if result.get("flops") and result.get("fwd_s"):
         result["gflops"] = result["flops"] / result["fwd_s"] / 1e9
     return result

@@ -206,7 +206,8 @@ def _control_verdicts(records, specs, metrics, hits=None):
                 verdict = (f"Observed: resolved worse on long_range in {len(worse)} of {len(metrics)} shown metrics"
                            + (f" ({', '.join(worse)})." if worse else ".") + _seeds_hint(target, metrics))
         else:
-            verdict = _negative_verdict(rows, metrics, evidence.aa_calibration(hits, variant, metrics) if hits else None)
+            calibration = evidence.aa_calibration(hits, variant, metrics) if hits is not None else None
+            verdict = _negative_verdict(rows, metrics, calibration)
         notes.append(f"{variant}: {CONTROLS[role]} {verdict}")
     return notes
 
