@@ -134,17 +134,22 @@ def ssd_scan(
     C: torch.Tensor,  # (b, l, g, n)
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     backend: str = "auto",
+    reverse: bool = False,
 ) -> torch.Tensor:  # (b, l, h, p), x's dtype
     """The causal SSD scan y_t = sum_{s<=t} (C_t.B_s) exp(A sum_{s<r<=t} dt_r) dt_s x_s (zero state).
 
     ``backend``: "torch" (chunked scan of this module), "mamba_ssm" (Triton kernel, CUDA only) or
     "auto" (mamba_ssm on CUDA when it imports, torch otherwise); ``resolve_backend`` tells which.
+    ``reverse``: the anti-causal scan (sum over s >= t, decay over s > r >= t), i.e. the causal scan
+    of the time-flipped inputs, flipped back; inputs and output in the original time order.
     """
     _check_shapes(x, dt, A, B, C)
     if resolve_backend(backend, x.device) == "mamba_ssm":
         scan = _mamba_chunk_scan_combined()
+        if reverse:
+            return scan(x.flip(1), dt.flip(1), A, B.flip(1), C.flip(1), chunk_size=chunk_size, D=None, z=None).flip(1)
         return scan(x, dt, A, B, C, chunk_size=chunk_size, D=None, z=None)
-    return ssd_scan_chunked(x, dt, A, B, C, chunk_size=chunk_size)
+    return ssd_scan_chunked(x, dt, A, B, C, chunk_size=chunk_size, reverse=reverse)
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,8 +262,10 @@ def ssd_scan_chunked(
     B: torch.Tensor,  # (b, l, g, n)
     C: torch.Tensor,  # (b, l, g, n)
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    reverse: bool = False,
 ) -> torch.Tensor:  # (b, l, h, p)
-    """Chunked SSD scan in pure PyTorch (see the module docstring for the four steps)."""
+    """Chunked SSD scan in pure PyTorch (see the module docstring for the four steps); ``reverse``
+    as in ``ssd_scan``."""
     _check_shapes(x, dt, A, B, C)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -270,11 +277,15 @@ def ssd_scan_chunked(
     inputs = [t.to(acc) for t in (x, dt, A, B, C)]
     with torch.autocast(device_type=x.device.type, enabled=False):
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-            y = _ssd_chunked_impl(*inputs, chunk_size)
+            if reverse:  # flipped copies in and out (the one-pass scan keeps its own intermediates anyway)
+                x_, dt_, A_, B_, C_ = inputs
+                y = _ssd_chunked_impl(x_.flip(1), dt_.flip(1), A_, B_.flip(1), C_.flip(1), chunk_size).flip(1)
+            else:
+                y = _ssd_chunked_impl(*inputs, chunk_size)
         else:  # inference: the same steps block by block, a fraction of the memory
             from hieramamba.models.ssd_blocked import ssd_chunked_blocked  # noqa: PLC0415 - it imports this module
 
-            y = ssd_chunked_blocked(*inputs, chunk_size)
+            y = ssd_chunked_blocked(*inputs, chunk_size, reverse=reverse)
     return y.to(out_dtype)
 
 

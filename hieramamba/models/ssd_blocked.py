@@ -32,12 +32,22 @@ from hieramamba.models.ssd import _LOG2E, _chunk_geometry, _decay_matrix
 BLOCK_LEN = 512
 
 
-def ssd_chunked_blocked(x, dt, A, B, C, Q: int, block_len: int = BLOCK_LEN) -> torch.Tensor:
+def ssd_chunked_blocked(x, dt, A, B, C, Q: int, block_len: int = BLOCK_LEN, reverse: bool = False) -> torch.Tensor:
     """x (b, l, h, p), dt (b, l, h), A (h,), B / C (b, l, g, n), all in the accumulation dtype,
     no gradient needed -> y (b, l, h, p) (a transposed view of a (b, h, L, p) buffer, as the
-    one-pass scan returns it)."""
+    one-pass scan returns it).
+
+    ``reverse``: the anti-causal scan, y_t = sum_{s >= t} ..., i.e. flip(scan(flip(inputs))) with
+    inputs and output in the original time order. The blocks are walked from the end of the
+    sequence: each block's x is gathered in reversed order (one block-sized copy, which the
+    forward direction makes too) and its output written back to the mirrored steps, so the
+    full-length flipped copies of x and y that a flip of the whole sequence costs are never made.
+    dt, B and C, 1 / p, 1 / hp of x's size, are flipped whole.
+    """
     b, l, h, p, g, n, hg, Q, c, L = _chunk_geometry(x, B, Q)
     K = max(1, block_len // Q)  # chunks per block
+    if reverse:
+        dt, B, C = dt.flip(1), B.flip(1), C.flip(1)  # reversed time; x stays, read block by block
 
     # log decay from each chunk's start, for the whole sequence: small, (b, h, c, Q)
     Acs = (F.pad(dt.transpose(1, 2), (0, L - l)) * A[:, None]).view(b, h, c, Q).cumsum(-1)
@@ -50,7 +60,11 @@ def ssd_chunked_blocked(x, dt, A, B, C, Q: int, block_len: int = BLOCK_LEN) -> t
         k = c1 - c0  # chunks in this block
         t0, t1 = c0 * Q, min(c1 * Q, l)
         pad = k * Q - (t1 - t0)  # only the last block can be short
-        xdt = (x[:, t0:t1] * dt[:, t0:t1, :, None]).transpose(1, 2)  # (b, h, t, p), strided view
+        if reverse:  # reversed steps t0 .. t1 - 1 are the original steps l - 1 - t0 down to l - t1
+            x_blk = x[:, l - t1 : l - t0].flip(1)  # (b, t, h, p)
+        else:
+            x_blk = x[:, t0:t1]
+        xdt = (x_blk * dt[:, t0:t1, :, None]).transpose(1, 2)  # (b, h, t, p), strided view
         xdt = (F.pad(xdt, (0, 0, 0, pad)) if pad else xdt.contiguous()).view(b, h, k, Q, p)
         Bg = F.pad(B[:, t0:t1].transpose(1, 2), (0, 0, 0, pad)).contiguous().view(b, g, 1, k, Q, n)
         Cg = F.pad(C[:, t0:t1].transpose(1, 2), (0, 0, 0, pad)).contiguous().view(b, g, 1, k, Q, n)
@@ -80,6 +94,10 @@ def ssd_chunked_blocked(x, dt, A, B, C, Q: int, block_len: int = BLOCK_LEN) -> t
         # 4. inter-chunk: exp(Acs_t) C_t S_in, accumulated into the block's output
         C_dec = (torch.exp(Acs_g)[..., None] * Cg).reshape(b * h * k, Q, n)
         yb = yb.view(b * h * k, Q, p).baddbmm_(C_dec, S_in.view(b * h * k, n, p))
-        y[:, :, c0 * Q : c1 * Q] = yb.view(b, h, k * Q, p)
+        yb = yb.view(b, h, k * Q, p)
+        if reverse:  # back to the original steps; padded steps (past l) are dropped
+            y[:, :, l - t1 : l - t0] = yb[:, :, : t1 - t0].flip(2)
+        else:
+            y[:, :, c0 * Q : c1 * Q] = yb
 
     return y[:, :, :l].transpose(1, 2)  # (b, l, h, p)

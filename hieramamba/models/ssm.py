@@ -13,7 +13,7 @@ H = d_inner / headdim heads of size P = headdim, G = ngroups, N = d_state:
     x, Bf, Cf, Bb, Cb = split(xBC, [d_inner, GN, GN, GN, GN])
     dtf = softplus(dt[:, :H] + dt_bias);  dtb = softplus(dt[:, H:] + dt_bias)       # shared dt_bias
     A   = -exp(A_log)                                                              # shared A
-    yf  = S(x, dtf, Bf, Cf);  yb = flip(S(flip x, flip dtb, flip Bb, flip Cb))     # one batch of 2B
+    yf  = S(x, dtf, Bf, Cf);  yb = flip(S(flip x, flip dtb, flip Bb, flip Cb))     # S reversed
     y_t = yf_{t-1} + yb_{t+1} + (fc_D(x_t) + D) * x_t       # one-step shift each way, 0 at the ends
     out = out_proj(rmsnorm(y) * norm.weight * silu(z))      # eps 1e-5, float32, norm before gate
 
@@ -245,11 +245,11 @@ class Hydra(nn.Module):
             return -torch.exp(self.A_log.float())  # the authors' float32 round trip
         return -torch.exp(self.A_log)
 
-    def _scan(self, x, dt, A, B, C):
+    def _scan(self, x, dt, A, B, C, reverse: bool = False):
         """ssd_scan with the backend recorded; x (b, l, h, p), dt (b, l, h), B/C (b, l, g, n)."""
         name = resolve_backend(self.backend, x.device)
         self._last_backend = name
-        return ssd_scan(x, dt, A, B, C, chunk_size=self.chunk_size, backend=name)
+        return ssd_scan(x, dt, A, B, C, chunk_size=self.chunk_size, backend=name, reverse=reverse)
 
     def mixer_inputs(self, u: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Everything before the scans (for ``forward`` and for tests that build the matrix M).
@@ -295,22 +295,15 @@ class Hydra(nn.Module):
             y = y + p["D"].to(y.dtype)[:, None] * x.to(y.dtype)
             return y.reshape(batch, seqlen, self.d_inner)
 
-        def flip(t):
-            return torch.flip(t, dims=(1,))
-
-        # forward half + flipped backward half as one batch of 2B
-        y = self._scan(
-            torch.cat([x_scan, flip(x_scan)], dim=0),
-            torch.cat([p["dtf"], flip(p["dtb"])], dim=0),
-            p["A"],
-            torch.cat([p["Bf"], flip(p["Bb"])], dim=0),
-            torch.cat([p["Cf"], flip(p["Cb"])], dim=0),
-        )  # (2B, L, H, P)
-        # y_t = yf_{t-1} + yb_{t+1} + Dt_t x_t: the forward half shifted one step later, the backward
-        # half (reversed time: yb_{t+1} is its step L - 2 - t) un-flipped one step earlier
-        out = p["Dt"].to(y.dtype)[..., None] * x.to(y.dtype)  # (B, L, H, P)
-        out[:, 1:] += y[:batch, :-1]
-        out[:, :-1] += flip(y[batch:, :-1])
+        # The backward direction is the anti-causal scan (``reverse``), in the original time order:
+        # the authors flip its inputs and output; the scan does it without full-length copies.
+        yf = self._scan(x_scan, p["dtf"], p["A"], p["Bf"], p["Cf"])  # (B, L, H, P)
+        yb = self._scan(x_scan, p["dtb"], p["A"], p["Bb"], p["Cb"], reverse=True)  # (B, L, H, P)
+        # y_t = yf_{t-1} + yb_{t+1} + Dt_t x_t: the forward scan shifted one step later, the backward
+        # one step earlier
+        out = p["Dt"].to(yf.dtype)[..., None] * x.to(yf.dtype)  # (B, L, H, P)
+        out[:, 1:] += yf[:, :-1]
+        out[:, :-1] += yb[:, 1:]
         return out.view(batch, seqlen, self.d_inner)
 
     def output(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
