@@ -50,6 +50,7 @@ import functools
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 BACKENDS = ("auto", "torch", "mamba_ssm")
 
@@ -277,16 +278,23 @@ def ssd_scan_chunked(
     inputs = [t.to(acc) for t in (x, dt, A, B, C)]
     with torch.autocast(device_type=x.device.type, enabled=False):
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-            if reverse:  # flipped copies in and out (the one-pass scan keeps its own intermediates anyway)
-                x_, dt_, A_, B_, C_ = inputs
-                y = _ssd_chunked_impl(x_.flip(1), dt_.flip(1), A_, B_.flip(1), C_.flip(1), chunk_size).flip(1)
-            else:
-                y = _ssd_chunked_impl(*inputs, chunk_size)
+            # Training: the backward needs the scan's intermediates (decayed B and C, scores, chunk
+            # states: ~5x x's size). Like mamba_ssm's kernels, the scan keeps only its inputs and
+            # recomputes the rest in the backward (torch.utils.checkpoint around the scan alone; the
+            # scan draws no random numbers). Same values and gradients; one more scan forward per step.
+            y = checkpoint(_scan_with_graph, *inputs, chunk_size, reverse, use_reentrant=False, preserve_rng_state=False)
         else:  # inference: the same steps block by block, a fraction of the memory
             from hieramamba.models.ssd_blocked import ssd_chunked_blocked  # noqa: PLC0415 - it imports this module
 
             y = ssd_chunked_blocked(*inputs, chunk_size, reverse=reverse)
     return y.to(out_dtype)
+
+
+def _scan_with_graph(x, dt, A, B, C, Q: int, reverse: bool) -> torch.Tensor:
+    """The one-pass scan (autograd through its steps); ``reverse`` by flipping in and out."""
+    if reverse:
+        return _ssd_chunked_impl(x.flip(1), dt.flip(1), A, B.flip(1), C.flip(1), Q).flip(1)
+    return _ssd_chunked_impl(x, dt, A, B, C, Q)
 
 
 def _chunk_geometry(x, B, Q: int) -> tuple[int, ...]:
