@@ -266,8 +266,12 @@ class Hydra(nn.Module):
             u = u.masked_fill(~mask[..., None], 0.0)  # padded steps: zero input to in_proj and conv
         H, G, N, gn = self.nheads, self.ngroups, self.d_state, self.ngroups * self.d_state
         n_dirs = 2 if self.bidirectional else 1
-        zxbcdt = self.in_proj(u)  # (B, L, d_in_proj)
-        z, xBC, dt = torch.split(zxbcdt, [self.d_inner, self.d_inner + n_dirs * 2 * gn, n_dirs * H], dim=-1)
+        # in_proj as three GEMMs on the row blocks of its weight, [z | xBC | dt] (the same products):
+        # each part is then its own contiguous tensor, so the depthwise conv reads xBC in place
+        # instead of copying a column slice of one (B, L, d_in_proj) output, and in training no
+        # saved slice keeps that whole output alive
+        W_z, W_xBC, W_dt = torch.split(self.in_proj.weight, [self.d_inner, self.d_inner + n_dirs * 2 * gn, n_dirs * H])
+        z, xBC, dt = F.linear(u, W_z), F.linear(u, W_xBC), F.linear(u, W_dt)  # (B, L, d_inner), (B, L, conv_dim), (B, L, n_dirs H)
         xBC = F.silu(depthwise_conv_channels_last(xBC, self.conv1d)[:, :seqlen])  # (B, L, conv_dim); causal: cut the tail
         acc = _compute_dtype(dt.dtype)
         # softplus in float32, with the one dt_bias shared by both directions
