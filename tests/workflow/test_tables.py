@@ -300,3 +300,37 @@ def test_runs_naming_different_videos_are_refused(fixture_runs, tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPTS / "tables.py"), *args], capture_output=True, text=True)
     assert result.returncode != 0 and str(path) in result.stderr
     assert "give query 'q00003' different videos" in result.stderr
+
+
+def test_a_variant_whose_overrides_hold_in_full_is_footnoted_as_inert(fixture_runs, tmp_path):
+    # e.g. no_acc on a MAD-like dataset, whose recipe turns ACC off: its runs repeat full's
+    root, metrics, variant_files = fixture_runs
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "runs" / "synth_tacos", runs)
+    overrides = yaml.safe_load((REPO / "ablations" / "no_gate.yaml").read_text())["overrides"]
+    assert overrides  # the repo's no_gate changes something; make full's recorded config hold it already
+    config = {"variant": "full", "model": {"backbone": {}}}
+    for key, value in overrides.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    args = _ablation_args(runs, variant_files, tmp_path / "t")
+    run_script("tables.py", *args)
+    assert "Inert on this dataset" not in (tmp_path / "t.md").read_text()  # full's config.yaml says nothing
+    for seed_dir in (runs / "full").glob("seed*"):
+        (seed_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    run_script("tables.py", *args)
+    text = (tmp_path / "t.md").read_text()
+    assert f"Inert on this dataset: no_gate ({', '.join(sorted(overrides))})" in text
+    # one differing value is enough to make a variant a real ablation again
+    key = sorted(overrides)[0]
+    node = config
+    for part in key.split(".")[:-1]:
+        node = node[part]
+    node[key.split(".")[-1]] = "something else"
+    for seed_dir in (runs / "full").glob("seed*"):
+        (seed_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    run_script("tables.py", *args)
+    assert "Inert on this dataset" not in (tmp_path / "t.md").read_text()

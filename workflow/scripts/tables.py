@@ -352,6 +352,46 @@ def covers_note(runs: pd.DataFrame, scale: str | None, specs: dict) -> str:
             f"{'' if len(seeds) == 1 else 's'}, {len(runs)} runs{shifted}).")
 
 
+def _flat(node, prefix=""):
+    """Nested mapping -> {dotted key: leaf}."""
+    flat = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def inert_variants(runs: pd.DataFrame, specs: dict, variants) -> dict[str, list[str]]:
+    """Variants that change nothing on this dataset: every override of their ablation file already
+    holds in `full`'s resolved run config (`<run>/config.yaml`), e.g. `no_acc` where the dataset's
+    recipe turns ACC off (the MAD family). Their runs repeat full's, so their Delta is 0 by
+    construction, not by evidence. -> {variant: its override keys}. A variant without overrides
+    (the A/A control: same config, other seeds) is never inert."""
+    full_dirs = runs.loc[runs["variant"] == "full", "run_dir"]
+    path = Path(full_dirs.iloc[0]) / "config.yaml" if len(full_dirs) else None
+    if path is None or not path.is_file():
+        return {}
+    full = _flat(wflib.read_yaml(path) or {})
+    inert = {}
+    for variant in variants:
+        overrides = _flat((specs.get(variant) or {}).get("overrides") or {})
+        if variant == "full" or not overrides or variant not in set(runs["variant"]):
+            continue
+        if all(key in full and full[key] == value for key, value in overrides.items()):
+            inert[variant] = sorted(overrides)
+    return inert
+
+
+def inert_note(inert: dict[str, list[str]]) -> list[str]:
+    if not inert:
+        return []
+    named = "; ".join(f"{v} ({', '.join(keys)})" for v, keys in inert.items())
+    return [f"Inert on this dataset: {named}. Each override already holds in full's run config here, so "
+            "these runs repeat full's and their Δ is 0 by construction, not a finding."]
+
+
 def make_table(table, metrics, variant_files, paper_path, dataset, paper_dataset, synthetic, variants,
                csv, md, tex, baseline=None, html=None, scale=None):
     runs = wflib.load_runs(metrics)
@@ -365,7 +405,8 @@ def make_table(table, metrics, variant_files, paper_path, dataset, paper_dataset
         numbers, shown, notes = BUILDERS[table](runs, paper, dataset, paper_dataset, synthetic, variants, specs)
     title = f"{TITLES[table]}: {wflib.dataset_title(paper, dataset, paper_dataset, synthetic)}"
     shown_variants = set(variants) | {"full"}  # `full` is every table's reference row
-    notes = [covers_note(runs[runs["variant"].isin(shown_variants)], scale, specs)] + notes
+    notes = ([covers_note(runs[runs["variant"].isin(shown_variants)], scale, specs)] + notes
+             + inert_note(inert_variants(runs, specs, variants)))
     wflib.write_table(numbers, shown, csv, md, tex, title, notes, label=f"tab:{table}-{dataset}", html=html,
                       sources=paper.get("sources"))
 
