@@ -31,7 +31,10 @@ Implementations:
   Accumulation in float32 even under autocast (inputs are cast up, autocast is disabled inside,
   the result is cast back to x's dtype); float64 inputs stay float64 (tests).
   Without an autograd graph (inference) the same steps run block by block
-  (``hieramamba.models.ssd_blocked``): same values, the intermediates of one block only.
+  (``hieramamba.models.ssd_blocked``): same values, the intermediates of one block only. With a
+  graph (training) the scan keeps only its inputs and recomputes the rest in the backward
+  (``torch.utils.checkpoint`` around the scan alone), as mamba_ssm's kernels do. ``reverse=True``
+  is the anti-causal scan (Hydra's backward direction) in the original time order.
   Heads and groups: C B^T is computed once per group and broadcast over the group's heads (no
   per-head copy of B or C). Steps 2 and 4 need B and C scaled by a per-head decay; that scaled
   (Q, n) block per head is written once (the same cost as scaling x or y instead, since n = p)
