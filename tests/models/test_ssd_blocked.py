@@ -122,3 +122,24 @@ def test_blocked_scan_memory_is_its_output_plus_one_block():
             ssd_chunked_blocked(x, dt, A, B, C, 16, block_len=128)
     assert one_pass.peak >= 4 * x_bytes
     assert blocked.peak <= 1.5 * x_bytes  # measured 1.28: the output, Acs (1/16) and one block
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan_with_a_graph_keeps_only_its_inputs_for_the_backward(reverse):
+    # training recomputes the scan's intermediates in the backward (as mamba_ssm's kernels do); without
+    # that, autograd would hold decayed B and C, scores and chunk states: several times x's size
+    x, dt, A, B, C = make_inputs(b=1, l=256, h=4, p=16, g=1, n=16, dtype=torch.float64)
+    leaves = [t.clone().requires_grad_(True) for t in (x, dt, B, C)]
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel() * t.element_size()) or t, lambda t: t):
+        y = ssd_scan_chunked(leaves[0], leaves[1], A, leaves[2], leaves[3], chunk_size=16, reverse=reverse)
+    inputs = sum(t.numel() * t.element_size() for t in (x, dt, A, B, C))
+    assert sum(saved) <= inputs  # the checkpoint saves the inputs, nothing computed from them
+    y.square().sum().backward()
+    # the same gradients as autograd through the steps
+    plain = [t.detach().clone().requires_grad_(True) for t in (x, dt, B, C)]
+    flip = (lambda t: t.flip(1)) if reverse else (lambda t: t)
+    y_ref = flip(_ssd_chunked_impl(flip(plain[0]), flip(plain[1]), A, flip(plain[2]), flip(plain[3]), 16))
+    y_ref.square().sum().backward()
+    for got, want in zip(leaves, plain):
+        assert torch.allclose(got.grad, want.grad, rtol=1e-10, atol=1e-12)
