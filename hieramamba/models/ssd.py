@@ -32,8 +32,9 @@ Implementations:
   the result is cast back to x's dtype); float64 inputs stay float64 (tests).
   Without an autograd graph (inference) the same steps run block by block
   (``hieramamba.models.ssd_blocked``): same values, the intermediates of one block only. With a
-  graph (training) the scan keeps only its inputs and recomputes the rest in the backward
-  (``torch.utils.checkpoint`` around the scan alone), as mamba_ssm's kernels do. ``reverse=True``
+  graph (training) a long scan keeps only its inputs and recomputes the rest in the backward
+  (``torch.utils.checkpoint`` around the scan alone, ``RECOMPUTE_MIN_ELEMENTS``), as mamba_ssm's
+  kernels do. ``reverse=True``
   is the anti-causal scan (Hydra's backward direction) in the original time order.
   Heads and groups: C B^T is computed once per group and broadcast over the group's heads (no
   per-head copy of B or C). Steps 2 and 4 need B and C scaled by a per-head decay; that scaled
@@ -65,6 +66,13 @@ BACKENDS = ("auto", "torch", "mamba_ssm")
 DEFAULT_CHUNK_SIZE = 64
 
 _LOG2E = 1.4426950408889634  # log2(e)
+
+# From this many elements of x on, a scan with an autograd graph keeps only its inputs and recomputes
+# its intermediates (~5x x's size) in the backward. Below it those are a few MB and the recompute's
+# fixed cost dominates: at the default DAG's training scale (d 64, B 4, L <= 384, 5 Hydra calls)
+# a training step's Hydra part took 110 ms with the recompute against 90 ms without (1 thread,
+# min of 5 x 20 steps), while at L = 8k (x: 6.3M elements) it frees ~570 MiB of a 2.2 GB step.
+RECOMPUTE_MIN_ELEMENTS = 1 << 20
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,10 +290,14 @@ def ssd_scan_chunked(
     with torch.autocast(device_type=x.device.type, enabled=False):
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
             # Training: the backward needs the scan's intermediates (decayed B and C, scores, chunk
-            # states: ~5x x's size). Like mamba_ssm's kernels, the scan keeps only its inputs and
+            # states: ~5x x's size). Like mamba_ssm's kernels, a long scan keeps only its inputs and
             # recomputes the rest in the backward (torch.utils.checkpoint around the scan alone; the
             # scan draws no random numbers). Same values and gradients; one more scan forward per step.
-            y = checkpoint(_scan_with_graph, *inputs, chunk_size, reverse, use_reentrant=False, preserve_rng_state=False)
+            if x.numel() >= RECOMPUTE_MIN_ELEMENTS:
+                y = checkpoint(_scan_with_graph, *inputs, chunk_size, reverse, use_reentrant=False,
+                               preserve_rng_state=False)
+            else:
+                y = _scan_with_graph(*inputs, chunk_size, reverse)
         else:  # inference: the same steps block by block, a fraction of the memory
             from hieramamba.models.ssd_blocked import ssd_chunked_blocked  # noqa: PLC0415 - it imports this module
 

@@ -9,7 +9,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from hieramamba.models import ssd_blocked
+from hieramamba.models import ssd, ssd_blocked
 from hieramamba.models.ssd import _ssd_chunked_impl, ssd_scan_chunked, ssd_scan_reference
 from hieramamba.models.ssd_blocked import ssd_chunked_blocked
 from test_ssd import make_inputs  # tests/models is on sys.path (pytest rootdir-relative import)
@@ -125,9 +125,10 @@ def test_blocked_scan_memory_is_its_output_plus_one_block():
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-def test_scan_with_a_graph_keeps_only_its_inputs_for_the_backward(reverse):
-    # training recomputes the scan's intermediates in the backward (as mamba_ssm's kernels do); without
-    # that, autograd would hold decayed B and C, scores and chunk states: several times x's size
+def test_scan_with_a_graph_keeps_only_its_inputs_for_the_backward(reverse, monkeypatch):
+    # training recomputes a long scan's intermediates in the backward (as mamba_ssm's kernels do);
+    # without that, autograd would hold decayed B and C, scores and chunk states: several times x's size
+    monkeypatch.setattr(ssd, "RECOMPUTE_MIN_ELEMENTS", 256 * 4 * 16)  # this x is "long"
     x, dt, A, B, C = make_inputs(b=1, l=256, h=4, p=16, g=1, n=16, dtype=torch.float64)
     leaves = [t.clone().requires_grad_(True) for t in (x, dt, B, C)]
     saved = []
@@ -143,3 +144,13 @@ def test_scan_with_a_graph_keeps_only_its_inputs_for_the_backward(reverse):
     y_ref.square().sum().backward()
     for got, want in zip(leaves, plain):
         assert torch.allclose(got.grad, want.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_a_short_scan_with_a_graph_is_not_recomputed(monkeypatch):
+    # below RECOMPUTE_MIN_ELEMENTS the recompute's fixed cost outweighs the few MB it frees
+    x, dt, A, B, C = make_inputs(b=1, l=64, h=2, p=4, g=1, n=4, dtype=torch.float64)
+    assert x.numel() < ssd.RECOMPUTE_MIN_ELEMENTS
+    monkeypatch.setattr(ssd, "checkpoint", lambda *a, **k: pytest.fail("short scans are not recomputed"))
+    x.requires_grad_(True)
+    ssd_scan_chunked(x, dt, A, B, C, chunk_size=8).sum().backward()
+    assert x.grad is not None
