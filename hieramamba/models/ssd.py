@@ -159,7 +159,7 @@ def ssd_scan(
     if resolve_backend(backend, x.device) == "mamba_ssm":
         scan = _mamba_chunk_scan_combined()
         if reverse:
-            return scan(x.flip(1), dt.flip(1), A, B.flip(1), C.flip(1), chunk_size=chunk_size, D=None, z=None).flip(1)
+            return _time_reversed(scan, x, dt, A, B, C, chunk_size=chunk_size, D=None, z=None)
         return scan(x, dt, A, B, C, chunk_size=chunk_size, D=None, z=None)
     return ssd_scan_chunked(x, dt, A, B, C, chunk_size=chunk_size, reverse=reverse)
 
@@ -305,10 +305,15 @@ def ssd_scan_chunked(
     return y.to(out_dtype)
 
 
+def _time_reversed(scan, x, dt, A, B, C, *args, **kwargs) -> torch.Tensor:
+    """The anti-causal scan from a causal ``scan``: its inputs flipped in time, its output flipped back."""
+    return scan(x.flip(1), dt.flip(1), A, B.flip(1), C.flip(1), *args, **kwargs).flip(1)
+
+
 def _scan_with_graph(x, dt, A, B, C, Q: int, reverse: bool) -> torch.Tensor:
     """The one-pass scan (autograd through its steps); ``reverse`` by flipping in and out."""
     if reverse:
-        return _ssd_chunked_impl(x.flip(1), dt.flip(1), A, B.flip(1), C.flip(1), Q).flip(1)
+        return _time_reversed(_ssd_chunked_impl, x, dt, A, B, C, Q)
     return _ssd_chunked_impl(x, dt, A, B, C, Q)
 
 
