@@ -352,23 +352,34 @@ def covers_note(runs: pd.DataFrame, scale: str | None, specs: dict) -> str:
             f"{'' if len(seeds) == 1 else 's'}, {len(runs)} runs{shifted}).")
 
 
+def _flat(node, prefix=""):
+    """Nested mapping -> {dotted key: leaf}."""
+    flat = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def inert_variants(runs: pd.DataFrame, specs: dict, variants) -> dict[str, list[str]]:
     """Variants that change nothing on this dataset: every override of their ablation file already
     holds in `full`'s resolved run config (`<run>/config.yaml`), e.g. `no_acc` where the dataset's
     recipe turns ACC off (the MAD family). Their runs repeat full's, so their Delta is 0 by
     construction, not by evidence. -> {variant: its override keys}. A variant without overrides
-    (the A/A control: same config, other seeds) is never inert; nor is one that sets a key to null
-    (an absent key reads as null too, so nothing would be shown)."""
+    (the A/A control: same config, other seeds) is never inert."""
     full_dirs = runs.loc[runs["variant"] == "full", "run_dir"]
-    if not len(full_dirs) or not (Path(full_dirs.iloc[0]) / "config.yaml").is_file():
+    path = Path(full_dirs.iloc[0]) / "config.yaml" if len(full_dirs) else None
+    if path is None or not path.is_file():
         return {}
+    full = _flat(wflib.read_yaml(path) or {})
     inert = {}
     for variant in variants:
-        overrides = (specs.get(variant) or {}).get("overrides") or {}
+        overrides = _flat((specs.get(variant) or {}).get("overrides") or {})
         if variant == "full" or not overrides or variant not in set(runs["variant"]):
             continue
-        if all(value is not None and wflib.run_config_value(full_dirs.iloc[0], key) == value
-               for key, value in overrides.items()):
+        if all(key in full and full[key] == value for key, value in overrides.items()):
             inert[variant] = sorted(overrides)
     return inert
 
