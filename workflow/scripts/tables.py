@@ -353,7 +353,8 @@ def covers_note(runs: pd.DataFrame, scale: str | None, specs: dict) -> str:
 
 
 def _flat(node, prefix=""):
-    """Nested mapping -> {dotted key: leaf}."""
+    """Nested mapping -> {dotted key: leaf}, as ``hieramamba.engine.config.flatten`` reads ablation
+    overrides (the tables' environment does not install the package, so it is not imported)."""
     flat = {}
     for key, value in node.items():
         if isinstance(value, dict) and value:
