@@ -1,13 +1,15 @@
 """`hieramamba train | evaluate | convert-checkpoint`.
 
-    hieramamba train dataset=synth_tacos model=hieramamba scale=default seed=0 ablation=no_gate \
+    hieramamba train [--no-eval] dataset=synth_tacos model=hieramamba scale=default seed=0 ablation=no_gate \
         out=results/runs/synth_tacos/no_gate/seed0 [checkpoint_dir=DIR] [train.lr=1e-4 ...]
     hieramamba evaluate DIR [--checkpoint FILE] [--split val] [--baseline prior] [key=value ...]
     hieramamba convert-checkpoint AUTHORS.pth OURS.pth [dataset=tacos scale=paper ...]
 
 `train` writes DIR/config.yaml, trains (resuming from the last checkpoint when DIR already holds
-one made with the same config; a different config is an error naming the differing keys), then
-evaluates the EMA weights and writes DIR/predictions.json and DIR/metrics.json atomically.
+one made with the same config; a different config is an error naming the differing keys), writes
+DIR/trained.json, then evaluates the EMA weights and writes DIR/predictions.json and
+DIR/metrics.json atomically. `--no-eval` stops after trained.json: `hieramamba evaluate DIR` then
+writes the same metrics.json (the DAG runs the two as separate jobs).
 
 `evaluate` re-scores a run directory. Outputs other than the run's own protocol (another split, a
 baseline, an external checkpoint) go to metrics.<tag>.json / predictions.<tag>.json so the run's
@@ -27,10 +29,12 @@ from pathlib import Path
 
 from hieramamba.errors import USER_ERRORS, report_error
 
-TRAIN_USAGE = """usage: hieramamba [--debug] train out=DIR [dataset=NAME] [model=NAME] [scale=smoke|default|paper]
-                        [seed=N] [ablation=NAME|PATH] [checkpoint_dir=DIR] [group.key=value ...]
+TRAIN_USAGE = """usage: hieramamba [--debug] train [--no-eval] out=DIR [dataset=NAME] [model=NAME]
+                        [scale=smoke|default|paper] [seed=N] [ablation=NAME|PATH] [checkpoint_dir=DIR]
+                        [group.key=value ...]
 
 Compose the run config (hydra-core), train with automatic resume, evaluate, write the run directory.
+--no-eval: stop after training (DIR/trained.json); `hieramamba evaluate DIR` evaluates later.
 """
 
 
@@ -43,6 +47,8 @@ def train_main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(TRAIN_USAGE)
         return 0
+    evaluate = "--no-eval" not in argv
+    argv = [a for a in argv if a != "--no-eval"]
     bad = [a for a in argv if "=" not in a]
     if bad:
         return _fail(f"train takes key=value arguments only, got {bad}\n{TRAIN_USAGE}")
@@ -53,10 +59,12 @@ def train_main(argv: list[str]) -> int:
         cfg = compose_config(argv)
         if not cfg.out:
             return _fail("train needs out=DIR (the run directory)")
-        metrics = run_training(cfg)
+        metrics = run_training(cfg, evaluate=evaluate)
     except USER_ERRORS as exc:
         return report_error(exc)
-    if isinstance(metrics, dict) and "metrics" in metrics:
+    if not evaluate:
+        print(f"trained {cfg.out}: {metrics['iterations']} iterations, {metrics['train_time_s']:.1f} s")
+    elif isinstance(metrics, dict) and "metrics" in metrics:
         print(" ".join(f"{k} {v:.2f}" for k, v in metrics["metrics"].items()))
     return 0
 

@@ -1,9 +1,11 @@
 """The run directory: its layout, environment facts, and atomic JSON outputs.
 
 Layout (DEVELOPING.md, "run directory"): DIR/config.yaml, DIR/train.log, DIR/train_curve.csv,
-DIR/checkpoints/ (or the `checkpoint_dir` the DAG gives), DIR/predictions.json, DIR/hits.csv.gz,
-DIR/metrics.json. predictions, hits and metrics are written last and atomically (metrics.json
-last of all), so a crashed run leaves no metrics.json.
+DIR/checkpoints/ (or the `checkpoint_dir` the DAG gives), DIR/trained.json, DIR/predictions.json,
+DIR/hits.csv.gz, DIR/metrics.json. trained.json is written atomically once training is done (the
+DAG's training job ends there and its evaluation job starts from it); predictions, hits and
+metrics are written last and atomically (metrics.json last of all), so a crashed run leaves no
+metrics.json.
 """
 
 from __future__ import annotations
@@ -26,9 +28,12 @@ TRAIN_CURVE = "train_curve.csv"
 PREDICTIONS = "predictions.json"
 METRICS = "metrics.json"
 HITS = "hits.csv.gz"  # per-query hits behind metrics.json (hieramamba.evaluation.hits_file)
+TRAINED = "trained.json"  # training's record: written once training is done, before evaluation
 CHECKPOINTS = "checkpoints"
 # Fields of metrics.json that measure this execution rather than the result.
 TIMING_FIELDS = ("train_time_s", "eval_time_s", "peak_mem_mb")
+TRAINED_KEYS = ("dataset", "variant", "seed", "epochs", "iterations", "train_time_s", "peak_mem_mb", "versions",
+                "device", "git_commit", "config_sha")
 METRICS_KEYS = (
     "dataset", "variant", "seed", "split", "protocol", "metrics", "n_queries", "n_dropped", "data_quirks",
     "by_length_bin", "by_query_kind", "n_params", "n_params_backbone", "train_time_s", "eval_time_s",
@@ -174,9 +179,12 @@ def _parameter_counts(model) -> tuple[int | None, int | None]:
 
 
 def _metrics_record(cfg, split: str, protocol: str, scored: dict, *, data_quirks: dict, train_time: float,
-                    eval_time: float, device: torch.device, variant: str | None = None, model=None) -> dict:
+                    eval_time: float, device: torch.device, variant: str | None = None, model=None,
+                    train_peak_mem_mb: float | None = None) -> dict:
     """metrics.json; `n_dropped` = the evaluated split's queries the reader dropped (data_quirks)
-    plus the zero-length ground truth the scorer dropped."""
+    plus the zero-length ground truth the scorer dropped. `peak_mem_mb` is the run's peak: this
+    process's, or training's (`train_peak_mem_mb`, from trained.json) when that ran in another
+    process and was higher."""
     from hieramamba.data.run_quirks import dropped_queries
     from hieramamba.engine.config import config_sha
 
@@ -194,7 +202,7 @@ def _metrics_record(cfg, split: str, protocol: str, scored: dict, *, data_quirks
         "n_params_backbone": n_params_backbone,
         "train_time_s": round(float(train_time), 3),
         "eval_time_s": round(float(eval_time), 3),
-        "peak_mem_mb": peak_memory_mb(device),
+        "peak_mem_mb": max(peak_memory_mb(device), float(train_peak_mem_mb or 0.0)),
         "versions": versions(),
         "device": describe_device(device),
         "git_commit": git_commit(),
@@ -214,8 +222,44 @@ def _evaluate_model(cfg, data, parts, weights_module, split: str, device: torch.
     )
 
 
-def run_training(cfg) -> dict:
-    """`hieramamba train`: config.yaml, train (with resume), evaluate, predictions + metrics."""
+def _trained_record(cfg, result, device: torch.device) -> dict:
+    """trained.json: what training did and cost (the evaluation job copies its peak memory)."""
+    from hieramamba.engine.config import config_sha
+
+    record = {
+        "dataset": str(cfg.dataset.name),
+        "variant": str(cfg.variant),
+        "seed": int(cfg.seed),
+        "epochs": int(result.epochs_done),
+        "iterations": int(result.iteration),
+        "train_time_s": round(float(result.train_time_s), 3),
+        "peak_mem_mb": peak_memory_mb(device),
+        "versions": versions(),
+        "device": describe_device(device),
+        "git_commit": git_commit(),
+        "config_sha": config_sha(cfg),
+    }
+    return {k: record[k] for k in TRAINED_KEYS}
+
+
+def _training_peak_mem_mb(run_dir: Path, cfg) -> float | None:
+    """Training's peak memory from DIR/trained.json when it belongs to this config, else None."""
+    import json
+
+    from hieramamba.engine.config import config_sha
+
+    path = run_dir / TRAINED
+    try:
+        record = json.loads(path.read_text())
+        return float(record["peak_mem_mb"]) if record.get("config_sha") == config_sha(cfg) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def run_training(cfg, evaluate: bool = True) -> dict:
+    """`hieramamba train`: config.yaml, train (with resume), trained.json, then (unless `evaluate`
+    is false: `hieramamba train --no-eval`) evaluate, predictions + metrics. Returns metrics.json's
+    record, or trained.json's without evaluation."""
     import time
 
     from hieramamba.engine.inference import score_with_hits, write_predictions
@@ -231,6 +275,12 @@ def run_training(cfg) -> dict:
         data = build_data(cfg)
         result = train(cfg, data, run_dir, ckpt_dir, logger)
         device = next(result.parts.model.parameters()).device
+        trained = _trained_record(cfg, result, device)
+        atomic_write_json(run_dir / TRAINED, trained)
+        if not evaluate:
+            logger.info("trained: %d iterations in %.1f s; evaluate with `hieramamba evaluate %s`",
+                        trained["iterations"], trained["train_time_s"], run_dir)
+            return trained
         split = str(cfg.eval.split)
         t0 = time.perf_counter()
         preds = _evaluate_model(cfg, data, result.parts, result.ema.module, split, device)
@@ -264,7 +314,7 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
     from hieramamba.engine.factory import build_parts
     from hieramamba.engine.inference import (eval_truncates_text, fit_prior, prior_predictions, score_with_hits,
                                              write_predictions)
-    from hieramamba.engine.trainer import check_same_config, select_device, seed_everything
+    from hieramamba.engine.trainer import check_same_config, select_device, seed_everything, set_determinism
     from hieramamba.errors import ConfigError
 
     run_dir = Path(run_dir)
@@ -289,6 +339,7 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
     t0 = time.perf_counter()
     device = torch.device("cpu")
     train_time = 0.0
+    train_peak = None
     model = None
     if baseline == "prior":
         preds = prior_predictions(data, split, fit_prior(data, "train", k=max(int(r) for r in cfg.eval.ranks)))
@@ -296,6 +347,7 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
         data_quirks = run_data_quirks(data, {"train": False, split: False}, None)  # the prior reads no text
     else:
         device = select_device(cfg.train.device)
+        set_determinism(cfg, device)  # threads and algorithms as training's process evaluates
         seed_everything(int(cfg.seed))
         parts = build_parts(cfg, data, device)
         ckpt_dir = checkpoint_dir_of(cfg, run_dir)  # run_dir, not cfg.out: DIR may have moved
@@ -310,13 +362,16 @@ def run_evaluation(run_dir: Path, *, checkpoint: str | None = None, split: str |
             check_same_config(state["config_yaml"], cfg, f"checkpoint {source}")
         ckpt.load_weights(parts.model, weights, source, f"{name!r} weights", remedy)
         train_time = float(state.get("train_time_s", 0.0))
+        if not checkpoint:  # the run's own training, maybe in another process (`train --no-eval`)
+            train_peak = _training_peak_mem_mb(run_dir, cfg)
         preds = _evaluate_model(cfg, data, parts, parts.model, split, device)
         variant = None
         model = parts.model
         data_quirks = run_data_quirks(data, {"train": True, split: eval_truncates_text(cfg)}, parts.max_text_len)
     scored, write_hits = score_with_hits(preds, cfg.eval, protocol)
     record = _metrics_record(cfg, split, protocol, scored, data_quirks=data_quirks, train_time=train_time,
-                             eval_time=time.perf_counter() - t0, device=device, variant=variant, model=model)
+                             eval_time=time.perf_counter() - t0, device=device, variant=variant, model=model,
+                             train_peak_mem_mb=train_peak)
     write_predictions(run_dir / f"predictions{suffix}.json", preds, data)
     write_hits(run_dir / HITS.replace(".csv.gz", f"{suffix}.csv.gz"))
     atomic_write_json(run_dir / f"metrics{suffix}.json", record)

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from hieramamba.engine.cli import evaluate_main, train_main
-from hieramamba.engine.run import METRICS_KEYS, TIMING_FIELDS
+from hieramamba.engine.run import METRICS_KEYS, TIMING_FIELDS, TRAINED_KEYS
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +39,8 @@ def reference_run(data_root, tmp_path_factory) -> Path:
 
 def test_run_directory_contract(reference_run):
     d = reference_run
-    for name in ("config.yaml", "train.log", "train_curve.csv", "predictions.json", "hits.csv.gz", "metrics.json",
-                 "checkpoints/last.pth"):
+    for name in ("config.yaml", "train.log", "train_curve.csv", "trained.json", "predictions.json", "hits.csv.gz",
+                 "metrics.json", "checkpoints/last.pth"):
         assert (d / name).is_file(), name
     assert not [p for p in d.rglob("*tmp*")], "temporary files left behind"
     metrics = json.loads((d / "metrics.json").read_text())
@@ -53,6 +53,10 @@ def test_run_directory_contract(reference_run):
     assert sum(b["n_queries"] for b in metrics["by_length_bin"].values()) == metrics["n_queries"]
     assert set(metrics["versions"]) == {"python", "torch", "cuda", "mamba_ssm", "hieramamba"}
     assert metrics["device"].startswith("cpu") and len(metrics["config_sha"]) == 64
+    trained = json.loads((d / "trained.json").read_text())
+    assert tuple(trained) == TRAINED_KEYS
+    assert trained["config_sha"] == metrics["config_sha"] and trained["train_time_s"] == metrics["train_time_s"]
+    assert 0 < trained["peak_mem_mb"] <= metrics["peak_mem_mb"]
     cfg = yaml.safe_load((d / "config.yaml").read_text())
     assert cfg["out"] == str(d) and cfg["scale"]["name"] == "smoke" and cfg["seed"] == 3
     preds = json.loads((d / "predictions.json").read_text())
@@ -121,6 +125,26 @@ def test_same_seed_gives_identical_metrics(data_root, reference_run, tmp_path):
     b = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert without_timing(a) == without_timing(b)
     assert (reference_run / "predictions.json").read_text() == (tmp_path / "again" / "predictions.json").read_text()
+
+
+def test_training_then_evaluation_in_two_processes_equals_one(data_root, reference_run, tmp_path):
+    """`train --no-eval` stops at trained.json; `evaluate DIR` then writes what `train` alone writes
+    (the DAG's two jobs per run): the same predictions, hits and metrics, and the run's peak memory
+    at least training's."""
+    import gzip
+
+    out = tmp_path / "split"
+    assert train_main(["--no-eval", *args(data_root, out)]) == 0
+    assert (out / "trained.json").is_file() and (out / "checkpoints" / "last.pth").is_file()
+    for name in ("metrics.json", "hits.csv.gz", "predictions.json"):
+        assert not (out / name).exists(), name
+    assert evaluate_main([str(out)]) == 0
+    ref = json.loads((reference_run / "metrics.json").read_text())
+    got = json.loads((out / "metrics.json").read_text())
+    assert without_timing(got) == {**without_timing(ref), "config_sha": got["config_sha"]}  # out= differs
+    assert got["peak_mem_mb"] >= json.loads((out / "trained.json").read_text())["peak_mem_mb"]
+    assert (out / "predictions.json").read_text() == (reference_run / "predictions.json").read_text()
+    assert gzip.open(out / "hits.csv.gz").read() == gzip.open(reference_run / "hits.csv.gz").read()
 
 
 def test_changed_config_in_existing_run_dir_is_an_error(data_root, reference_run, capsys):

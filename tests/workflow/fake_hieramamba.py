@@ -2,9 +2,11 @@
 
 It honours the contracts the workflow relies on (DEVELOPING.md): `data synth` writes a folder,
 `data check` writes the JSON + Markdown report, `train ... out=DIR checkpoint_dir=CK` writes a
-checkpoint first, then config.yaml, train_curve.csv, hits.csv.gz (per-query hits with each query's
-video, whose means are the recalls) and finally metrics.json atomically,
-`evaluate DIR --baseline prior` writes DIR/metrics.prior.json, `bench scaling --out F` a JSON.
+checkpoint first, then config.yaml, train_curve.csv, trained.json, hits.csv.gz (per-query hits
+with each query's video, whose means are the recalls) and finally metrics.json atomically;
+`train --no-eval` stops after trained.json and `evaluate DIR` (which needs the checkpoint) writes
+the hits and metrics.json; `evaluate DIR --baseline prior` writes DIR/metrics.prior.json,
+`bench scaling --out F` a JSON.
 Every call is appended to $FAKE_CALLS. A train whose variant is in $FAKE_SLOW_VARIANTS sleeps
 $FAKE_SLOW_SECONDS (to be killed); one that finds its checkpoint logs `resumed`.
 """
@@ -120,6 +122,7 @@ def main(argv: list[str]) -> int:
         Path(option(argv, "--report-md")).write_text("# data report (fake)\n")
         return 0
     if argv[:1] == ["train"]:
+        evaluate = "--no-eval" not in argv
         args = kv(argv[1:])
         out, ckpt = Path(args["out"]), Path(args["checkpoint_dir"])
         dataset, variant, seed = args["dataset"], Path(args["ablation"]).stem, int(args["seed"])
@@ -133,7 +136,19 @@ def main(argv: list[str]) -> int:
             time.sleep(float(os.environ.get("FAKE_SLOW_SECONDS", "60")))
         (out / "config.yaml").write_text(f"variant: {variant}\nseed: {seed}\n")
         (out / "train_curve.csv").write_text("epoch,step,loss\n0,1,2.0\n1,2,1.0\n")
-        atomic_json(out / "metrics.json", record(dataset, variant, seed, out))
+        atomic_json(out / "trained.json", {"dataset": dataset, "variant": variant, "seed": seed,
+                                            "checkpoint_dir": str(ckpt)})
+        if evaluate:
+            atomic_json(out / "metrics.json", record(dataset, variant, seed, out))
+        return 0
+    if argv[:1] == ["evaluate"] and "--baseline" not in argv:
+        run = Path(argv[1])
+        trained = json.loads((run / "trained.json").read_text())
+        if not (Path(trained["checkpoint_dir"]) / "last.ckpt").is_file():
+            print(f"fake hieramamba: no checkpoint in {trained['checkpoint_dir']}", file=sys.stderr)
+            return 2
+        log_call(f"RUN evaluate {trained['dataset']} {trained['variant']} {trained['seed']}")
+        atomic_json(run / "metrics.json", record(trained["dataset"], trained["variant"], trained["seed"], run))
         return 0
     if argv[:1] == ["evaluate"]:
         run = Path(argv[1])

@@ -41,6 +41,7 @@ def expected_jobs(config: dict, ablations: dict[str, dict]) -> dict[str, int]:
         "synth_data": len([n for n in enabled if "synthetic" in config["datasets"][n]]),
         "check_data": len(enabled),
         "train": len(runs),
+        "evaluate_run": len(runs),
         "evaluate_prior": len(per_table_datasets["main"]),
         "collect_metrics": 1,
         "table_main": len(per_table_datasets["main"]),
@@ -82,8 +83,8 @@ def test_default_dry_run_is_the_controls_on_synth_tacos_with_three_seeds(dry_run
     counts = job_counts(dry_run)
     extra = [v for v, spec in _ablations(REPO / "ablations").items()
              if v not in SHIPPED_VARIANTS and "ablation" in spec["tables"]]
-    assert counts["train"] == 3 * 3 + 3 * len(extra)
-    assert sum(counts.values()) == 22 + 3 * len(extra)
+    assert counts["train"] == counts["evaluate_run"] == 3 * 3 + 3 * len(extra)
+    assert sum(counts.values()) == 31 + 6 * len(extra)
     for table in ("table_stride", "table_backbones"):
         assert table not in counts
     assert "synth_mad" not in dry_run and "synth_ego4d_nlq" not in dry_run
@@ -96,15 +97,16 @@ SHIPPED_VARIANTS = {"full", "full_aa", "no_global", "no_gate", "no_acc", "no_spc
 
 def test_dry_run_shell_commands(dry_run):
     """The train command passes the ablation by path, the checkpoint folder outside the outputs,
-    and logs under logs/."""
+    and logs under logs/; it stops after training and the run's evaluation is a job of its own."""
     result = snakemake(REPO, "-n", "--forceall", "--cores", "2", "-p", "results/runs/synth_tacos/no_gate/seed1/metrics.json")
     text = result.stdout + result.stderr
     assert "workflow/scripts/prepare_run.py results/runs/synth_tacos/no_gate/seed1 " \
            "checkpoints/synth_tacos/no_gate/seed1 --files ablations/no_gate.yaml hieramamba/conf/config.yaml" in text
-    assert "hieramamba train dataset=synth_tacos dataset.root=results/data/synth_tacos scale=default seed=1 " \
+    assert "hieramamba train --no-eval dataset=synth_tacos dataset.root=results/data/synth_tacos scale=default seed=1 " \
            "ablation=ablations/no_gate.yaml train.device=cpu out=results/runs/synth_tacos/no_gate/seed1 " \
            "checkpoint_dir=checkpoints/synth_tacos/no_gate/seed1 >> logs/train/synth_tacos/no_gate/seed1.log" in text
     assert "hieramamba data synth --like tacos --scale default --seed 0 --out results/data/synth_tacos" in text
+    assert "hieramamba evaluate results/runs/synth_tacos/no_gate/seed1 > logs/evaluate/synth_tacos/no_gate/seed1.log" in text
 
 
 def test_lint_is_clean():

@@ -46,7 +46,7 @@ def test_fake_cli_dag_produces_every_table_plot_and_report(tmp_path):
     ablation = workdir / "ablations" / "no_gate.yaml"
     ablation.write_text(ablation.read_text().replace("unconditional", "plain"))
     counts = job_counts(_run(workdir, "-n", "--cores", "2", env=env).stdout)
-    assert counts["train"] == 1
+    assert counts["train"] == counts["evaluate_run"] == 1
     # ... and that run starts over (its old folder and checkpoint are of another config)
     calls = tmp_path / "calls.log"
     before = [line for line in calls.read_text().splitlines() if line.startswith("RUN train")]
@@ -54,3 +54,13 @@ def test_fake_cli_dag_produces_every_table_plot_and_report(tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     after = [line for line in calls.read_text().splitlines() if line.startswith("RUN train")]
     assert after[len(before):] == ["RUN train synth_tacos no_gate 0 resumed=False"]
+
+    # a lost metrics.json is re-scored from the run's checkpoint by its evaluation job, not retrained
+    (workdir / "results" / "runs" / "synth_tacos" / "full" / "seed0" / "metrics.json").unlink()
+    counts = job_counts(_run(workdir, "-n", "--cores", "2", env=env).stdout)
+    assert counts["evaluate_run"] == 1 and "train" not in counts
+    before = calls.read_text().splitlines()
+    rescored = _run(workdir, "--cores", "2", env=env)
+    assert rescored.returncode == 0, rescored.stderr[-3000:]
+    new = [line for line in calls.read_text().splitlines()[len(before):] if line.startswith("RUN ")]
+    assert new == ["RUN evaluate synth_tacos full 0"]

@@ -148,8 +148,9 @@ def test_dag_through_the_slurm_profile(tmp_path):
         configure_workflow(workdir, datasets, seeds=1, tables=tables)
         args = ["--profile", "workflow/profiles/slurm", "--config", "scale=smoke", "seeds=1",
                 "--set-resources", f"train:mem_mb={mem_mb // 2}", f"bench_scaling:mem_mb={mem_mb // 2}",
-                f"check_data:mem_mb={mem_mb // 2}", "train:cpus_per_task=1", "bench_scaling:cpus_per_task=1",
-                "--set-threads", "train=1", "bench_scaling=1",
+                f"check_data:mem_mb={mem_mb // 2}", f"evaluate_run:mem_mb={mem_mb // 2}", "train:cpus_per_task=1",
+                "evaluate_run:cpus_per_task=1", "bench_scaling:cpus_per_task=1",
+                "--set-threads", "train=1", "evaluate_run=1", "bench_scaling=1",
                 "--default-resources", "mem_mb=1000", "runtime=30", "cpus_per_task=1", "--jobs", str(cpus),
                 "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
                 "--slurm-keep-successful-logs"]

@@ -240,7 +240,8 @@ def table_variant_files(table):
 
 
 def run_dir(wildcards, output):
-    return os.path.dirname(output.metrics)
+    """The run folder of a job's first output (trained.json, metrics.json, metrics.prior.json)."""
+    return os.path.dirname(output[0])
 
 
 # ---- the package's run-config files ------------------------------------------------------

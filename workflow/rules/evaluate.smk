@@ -1,8 +1,29 @@
-# Evaluation. Each run is evaluated by `hieramamba train` itself (rule train), which writes
-# metrics.json last and atomically under the dataset's protocol. This stage adds the trivial
-# baseline the main tables compare against (a fixed start/end prior fitted on the training split,
-# `hieramamba evaluate --baseline prior`, written beside the first seed's `full` run as
-# metrics.prior.json) and gathers every run into tidy CSVs (results/metrics/).
+# Evaluation. Each trained run (rule train's trained.json) is evaluated under its dataset's protocol
+# by `hieramamba evaluate DIR`: the EMA weights of its last checkpoint, hits.csv.gz (per-query hits)
+# then metrics.json last and atomically, the same files `hieramamba train` without --no-eval
+# writes. This stage also adds the trivial baseline the main tables compare against (a fixed
+# start/end prior fitted on the training split, `hieramamba evaluate --baseline prior`, written
+# beside the first seed's `full` run as metrics.prior.json) and gathers every run into tidy CSVs
+# (results/metrics/).
+
+
+rule evaluate_run:
+    input:
+        trained="results/runs/{dataset}/{variant}/seed{seed}/trained.json",
+    output:
+        metrics="results/runs/{dataset}/{variant}/seed{seed}/metrics.json",
+        hits="results/runs/{dataset}/{variant}/seed{seed}/hits.csv.gz",
+    params:
+        out=run_dir,
+    log:
+        "logs/evaluate/{dataset}/{variant}/seed{seed}.log",
+    threads: 1
+    resources:
+        gpu=1 if CUDA else 0,
+    conda:
+        "../envs/hieramamba.yaml"
+    shell:
+        "hieramamba evaluate {params.out} > {log} 2>&1"
 
 
 rule evaluate_prior:

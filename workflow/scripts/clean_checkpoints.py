@@ -3,8 +3,9 @@
 A training job keeps its checkpoints outside its outputs, in
 `checkpoints/<dataset>/<variant>/seed<seed>/`, so that a killed run resumes. Once the run's
 `results/runs/<dataset>/<variant>/seed<seed>/metrics.json` exists (written last and atomically by
-`hieramamba train`), nothing in the DAG reads its checkpoint again: its folder can go. A run
-without metrics.json keeps its folder, so it still resumes. What is lost: re-scoring a finished
+the run's evaluation job, `hieramamba evaluate`), nothing in the DAG reads its checkpoint again:
+its folder can go. A run without metrics.json keeps its folder, so it still resumes, or (trained,
+not yet evaluated) its evaluation job still finds the weights. What is lost: re-scoring a finished
 run's weights with `hieramamba evaluate DIR` (the run would have to be trained again).
 
 Prints what it removed and kept, and the space freed; `--dry-run` only prints.
