@@ -243,17 +243,22 @@ def _trained_record(cfg, result, device: torch.device) -> dict:
 
 
 def _training_peak_mem_mb(run_dir: Path, cfg) -> float | None:
-    """Training's peak memory from DIR/trained.json when it belongs to this config, else None."""
+    """Training's peak memory from DIR/trained.json when it belongs to this config; None without
+    one (a run trained before trained.json existed). An unreadable one is a CheckpointError naming it."""
     import json
 
     from hieramamba.engine.config import config_sha
+    from hieramamba.errors import CheckpointError
 
     path = run_dir / TRAINED
+    if not path.is_file():
+        return None
     try:
         record = json.loads(path.read_text())
         return float(record["peak_mem_mb"]) if record.get("config_sha") == config_sha(cfg) else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(path, f"training's record is unreadable [{type(exc).__name__}: {exc}]",
+                              "Train the run again (`hieramamba train` rewrites it), or delete it") from None
 
 
 def run_training(cfg, evaluate: bool = True) -> dict:

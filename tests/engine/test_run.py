@@ -127,7 +127,7 @@ def test_same_seed_gives_identical_metrics(data_root, reference_run, tmp_path):
     assert (reference_run / "predictions.json").read_text() == (tmp_path / "again" / "predictions.json").read_text()
 
 
-def test_training_then_evaluation_in_two_processes_equals_one(data_root, reference_run, tmp_path):
+def test_training_then_evaluation_in_two_processes_equals_one(data_root, reference_run, tmp_path, capsys):
     """`train --no-eval` stops at trained.json; `evaluate DIR` then writes what `train` alone writes
     (the DAG's two jobs per run): the same predictions, hits and metrics, and the run's peak memory
     at least training's."""
@@ -145,6 +145,11 @@ def test_training_then_evaluation_in_two_processes_equals_one(data_root, referen
     assert got["peak_mem_mb"] >= json.loads((out / "trained.json").read_text())["peak_mem_mb"]
     assert (out / "predictions.json").read_text() == (reference_run / "predictions.json").read_text()
     assert gzip.open(out / "hits.csv.gz").read() == gzip.open(reference_run / "hits.csv.gz").read()
+    # an unreadable trained.json is one error naming it, not a silently lower peak
+    (out / "trained.json").write_text("{")
+    capsys.readouterr()
+    assert evaluate_main([str(out)]) == 2
+    assert "trained.json: training's record is unreadable" in capsys.readouterr().err
 
 
 def test_changed_config_in_existing_run_dir_is_an_error(data_root, reference_run, capsys):
