@@ -178,6 +178,14 @@ def _parameter_counts(model) -> tuple[int | None, int | None]:
     return total, (sum(p.numel() for p in backbone.parameters()) if backbone is not None else None)
 
 
+def _provenance(cfg, device: torch.device) -> dict:
+    """What produced a record (metrics.json, trained.json): package versions, device, commit, config."""
+    from hieramamba.engine.config import config_sha
+
+    return {"versions": versions(), "device": describe_device(device), "git_commit": git_commit(),
+            "config_sha": config_sha(cfg)}
+
+
 def _metrics_record(cfg, split: str, protocol: str, scored: dict, *, data_quirks: dict, train_time: float,
                     eval_time: float, device: torch.device, variant: str | None = None, model=None,
                     train_peak_mem_mb: float | None = None) -> dict:
@@ -186,7 +194,6 @@ def _metrics_record(cfg, split: str, protocol: str, scored: dict, *, data_quirks
     process's, or training's (`train_peak_mem_mb`, from trained.json) when that ran in another
     process and was higher."""
     from hieramamba.data.run_quirks import dropped_queries
-    from hieramamba.engine.config import config_sha
 
     n_params, n_params_backbone = _parameter_counts(model)
     record = {
@@ -203,10 +210,7 @@ def _metrics_record(cfg, split: str, protocol: str, scored: dict, *, data_quirks
         "train_time_s": round(float(train_time), 3),
         "eval_time_s": round(float(eval_time), 3),
         "peak_mem_mb": max(peak_memory_mb(device), float(train_peak_mem_mb or 0.0)),
-        "versions": versions(),
-        "device": describe_device(device),
-        "git_commit": git_commit(),
-        "config_sha": config_sha(cfg),
+        **_provenance(cfg, device),
     }
     return {k: record[k] for k in METRICS_KEYS}
 
@@ -224,8 +228,6 @@ def _evaluate_model(cfg, data, parts, weights_module, split: str, device: torch.
 
 def _trained_record(cfg, result, device: torch.device) -> dict:
     """trained.json: what training did and cost (the evaluation job copies its peak memory)."""
-    from hieramamba.engine.config import config_sha
-
     record = {
         "dataset": str(cfg.dataset.name),
         "variant": str(cfg.variant),
@@ -234,10 +236,7 @@ def _trained_record(cfg, result, device: torch.device) -> dict:
         "iterations": int(result.iteration),
         "train_time_s": round(float(result.train_time_s), 3),
         "peak_mem_mb": peak_memory_mb(device),
-        "versions": versions(),
-        "device": describe_device(device),
-        "git_commit": git_commit(),
-        "config_sha": config_sha(cfg),
+        **_provenance(cfg, device),
     }
     return {k: record[k] for k in TRAINED_KEYS}
 
