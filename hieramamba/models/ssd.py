@@ -32,9 +32,9 @@ Implementations:
   the result is cast back to x's dtype); float64 inputs stay float64 (tests).
   Without an autograd graph (inference) the same steps run block by block
   (``hieramamba.models.ssd_blocked``): same values, the intermediates of one block only. With a
-  graph (training) a long scan keeps only its inputs and recomputes the rest in the backward
-  (``torch.utils.checkpoint`` around the scan alone, ``RECOMPUTE_MIN_ELEMENTS``), as mamba_ssm's
-  kernels do. ``reverse=True``
+  graph (training) a long scan (``RECOMPUTE_MIN_ELEMENTS``) keeps only its inputs and recomputes
+  the rest in the backward, as mamba_ssm's kernels do, piece by piece
+  (``ssd_blocked.ssd_blocks_with_recompute``). ``reverse=True``
   is the anti-causal scan (Hydra's backward direction) in the original time order.
   Heads and groups: C B^T is computed once per group and broadcast over the group's heads (no
   per-head copy of B or C). Steps 2 and 4 need B and C scaled by a per-head decay; that scaled
@@ -54,7 +54,6 @@ import functools
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 BACKENDS = ("auto", "torch", "mamba_ssm")
 
@@ -227,12 +226,13 @@ def _check_signs(dt: torch.Tensor, A: torch.Tensor) -> None:
 
 
 class _ChunkStatePassing(torch.autograd.Function):
-    """The state entering each chunk: S_in[0] = 0, S_in[c] = exp(log_a[c-1]) S_in[c-1] + states[c-1].
+    """The state entering each chunk: S_in[0] = initial (zero when None),
+    S_in[c] = exp(log_a[c-1]) S_in[c-1] + states[c-1].
 
-    states (b, h, c, d), log_a (b, h, c) -> S_in (b, h, c, d). A loop over *chunks* (l / Q steps,
-    never over time), each step one fused multiply-add on a (b, h, d) slab that stays in cache,
-    written in place into one output buffer; the backward is the reverse recurrence, again in
-    place. Measured against the vectorised alternative (the same recurrence solved with
+    states (b, h, c, d), log_a (b, h, c), initial (b, h, d) | None -> S_in (b, h, c, d). A loop
+    over *chunks* (l / Q steps, never over time), each step one fused multiply-add on a (b, h, d)
+    slab that stays in cache, written in place into one output buffer; the backward is the
+    reverse recurrence, again in place. Measured against the vectorised alternative (the same recurrence solved with
     block-level segsum matmuls, applied recursively over blocks of chunks, linear cost): at
     l = 16k, h = 12, p = n = 64 the loop took ~10 ms and the segsum form ~60 ms (forward, 1
     thread), because the recurrence is memory-bound and every vectorised level makes extra
@@ -241,11 +241,14 @@ class _ChunkStatePassing(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, states: torch.Tensor, log_a: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, states: torch.Tensor, log_a: torch.Tensor, initial: torch.Tensor | None = None) -> torch.Tensor:
         c = states.shape[2]
         a = torch.exp(log_a)[..., None]  # (b, h, c, 1)
         out = torch.empty_like(states)
-        out[:, :, 0].zero_()
+        if initial is None:
+            out[:, :, 0].zero_()
+        else:
+            out[:, :, 0] = initial
         for i in range(1, c):
             torch.addcmul(states[:, :, i - 1], out[:, :, i - 1], a[:, :, i - 1], out=out[:, :, i])
         ctx.save_for_backward(a, out)
@@ -264,7 +267,10 @@ class _ChunkStatePassing(torch.autograd.Function):
         for j in range(c - 2, 0, -1):
             torch.addcmul(grad[:, :, j], d_states[:, :, j], a[:, :, j], out=d_states[:, :, j - 1])
         d_log_a = (d_states * out).sum(-1) * a[..., 0]  # d/d log_a = d/da * a
-        return d_states, d_log_a
+        d_initial = None
+        if ctx.needs_input_grad[2]:  # G_0 = grad[0] + a[0] G_1, and G_1 = d_states[0]
+            d_initial = torch.addcmul(grad[:, :, 0], d_states[:, :, 0], a[:, :, 0]) if c > 1 else grad[:, :, 0]
+        return d_states, d_log_a, d_initial
 
 
 def ssd_scan_chunked(
@@ -291,11 +297,12 @@ def ssd_scan_chunked(
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
             # Training: the backward needs the scan's intermediates (decayed B and C, scores, chunk
             # states: ~5x x's size). Like mamba_ssm's kernels, a long scan keeps only its inputs and
-            # recomputes the rest in the backward (torch.utils.checkpoint around the scan alone; the
-            # scan draws no random numbers). Same values and gradients; one more scan forward per step.
+            # recomputes the rest in the backward, one piece of the sequence at a time (ssd_blocked).
+            # Same values and gradients up to float rounding; one more scan forward per step.
             if x.numel() >= RECOMPUTE_MIN_ELEMENTS:
-                y = checkpoint(_scan_with_graph, *inputs, chunk_size, reverse, use_reentrant=False,
-                               preserve_rng_state=False)
+                from hieramamba.models.ssd_blocked import ssd_blocks_with_recompute  # noqa: PLC0415 - it imports this module
+
+                y = ssd_blocks_with_recompute(*inputs, chunk_size, reverse=reverse)
             else:
                 y = _scan_with_graph(*inputs, chunk_size, reverse)
         else:  # inference: the same steps block by block, a fraction of the memory
@@ -328,6 +335,16 @@ def _chunk_geometry(x, B, Q: int) -> tuple[int, ...]:
 
 
 def _ssd_chunked_impl(x, dt, A, B, C, Q: int) -> torch.Tensor:
+    """The one-pass chunked scan from a zero state: y (b, l, h, p), a transposed view."""
+    return _ssd_chunked_from_state(x, dt, A, B, C, Q)[0]
+
+
+def _ssd_chunked_from_state(x, dt, A, B, C, Q: int, initial_state: torch.Tensor | None = None):
+    """The one-pass chunked scan (autograd through its steps) -> (y (b, l, h, p), final state).
+
+    ``initial_state`` (b, h, n p), the state entering the sequence (None: zero): with one given,
+    the state the sequence leaves behind is returned too ((b, h, n p), None otherwise), so that a
+    long scan can run as consecutive pieces (``ssd_blocked``)."""
     b, l, h, p, g, n, hg, Q, c, L = _chunk_geometry(x, B, Q)
     pad = L - l
 
@@ -353,7 +370,11 @@ def _ssd_chunked_impl(x, dt, A, B, C, Q: int) -> torch.Tensor:
     del B_dec
 
     # 2. state passing: the state entering each chunk.
-    S_in = _ChunkStatePassing.apply(states.view(b, h, c, n * p), Acs[..., -1])  # (b, h, c, n*p)
+    states = states.view(b, h, c, n * p)
+    S_in = _ChunkStatePassing.apply(states, Acs[..., -1], initial_state)  # (b, h, c, n*p)
+    final = None
+    if initial_state is not None:  # the state after the last chunk: one more step of the recurrence
+        final = torch.addcmul(states[:, :, -1], S_in[:, :, -1], torch.exp(Acs[:, :, -1, -1])[..., None])
     del states
 
     # 3. intra-chunk (diagonal blocks): y[t] = sum_{s <= t in chunk} (C_t . B_s) exp(Acs_t - Acs_s) xdt_s.
@@ -369,7 +390,7 @@ def _ssd_chunked_impl(x, dt, A, B, C, Q: int) -> torch.Tensor:
     #    accumulated into y by the matmul itself (in place: bmm's backward does not need its output).
     C_dec = (torch.exp(Acs_g)[..., None] * Cg).reshape(b * h * c, Q, n)  # (b h c, Q, n)
     y = y.view(b * h * c, Q, p).baddbmm_(C_dec, S_in.view(b * h * c, n, p))
-    return y.view(b, h, L, p)[:, :, :l].transpose(1, 2)  # (b, l, h, p)
+    return y.view(b, h, L, p)[:, :, :l].transpose(1, 2), final  # (b, l, h, p), (b, h, n*p) | None
 
 
 # --------------------------------------------------------------------------------------------

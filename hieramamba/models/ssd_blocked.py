@@ -1,4 +1,6 @@
-"""The chunked SSD scan for inference: the four steps of ``ssd._ssd_chunked_impl``, block by block.
+"""The chunked SSD scan block by block: for inference, and for training with a recomputing backward.
+
+Inference (``ssd_chunked_blocked``): the four steps of ``ssd._ssd_chunked_impl``, block by block.
 
 Without an autograd graph nothing has to outlive its step, yet the one-pass scan still builds its
 intermediates for the whole sequence at once: the (b, h, l, Q) decay and score matrices, the
@@ -12,8 +14,16 @@ scan's own, in the same order, on a slice of its operands: the output equals it 
 batched matmuls' summation order (bitwise in the cases tested).
 
 ``ssd.ssd_scan_chunked`` runs this whenever no input needs a gradient (``torch.no_grad``,
-``torch.inference_mode``, or plain tensors), and the one-pass scan (whose autograd graph keeps
-what the backward needs anyway) otherwise.
+``torch.inference_mode``, or plain tensors).
+
+Training (``ssd_blocks_with_recompute``, for long scans): the forward runs the one-pass scan over
+consecutive pieces of ``TRAIN_BLOCK_LEN`` steps without a graph, each piece starting from the
+state the one before left, and keeps only the inputs and those entering states (one (b, h, n p)
+state per piece). The backward walks the pieces from the last: it rebuilds one piece's graph from
+its inputs and entering state, backpropagates the output's gradient and the gradient of the state
+the piece left (from the piece after it), and hands the entering state's gradient on. So the scan's
+intermediates, and their gradients, exist for one piece at a time instead of the whole sequence
+(what ``torch.utils.checkpoint`` around the whole scan, the earlier form, rebuilt at once).
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hieramamba.models.ssd import _LOG2E, _chunk_geometry, _decay_matrix
+from hieramamba.models.ssd import _LOG2E, _chunk_geometry, _decay_matrix, _ssd_chunked_from_state
 
 # Steps per block. Measured on the scan alone at the shape of HieraMamba's first level at L = 64k
 # (b 2 (both directions), l 98304, h 8, p = n = 64, Q 64; 2 threads, heap-only allocator, fresh
@@ -102,3 +112,86 @@ def ssd_chunked_blocked(x, dt, A, B, C, Q: int, block_len: int = BLOCK_LEN, reve
             y[:, :, c0 * Q : c1 * Q] = yb
 
     return y[:, :, :l].transpose(1, 2)  # (b, l, h, p)
+
+
+# Steps per piece of the training scan: a multiple of the chunk length. Its intermediates and their
+# gradients are ~10 x-sized tensors of the piece (at h 8, p 64: ~4 MiB each for 2048 steps), and
+# every piece costs a fixed ~100 small operations in the backward.
+TRAIN_BLOCK_LEN = 2048
+
+
+class _PiecewiseScan(torch.autograd.Function):
+    """The causal scan in pieces, recomputing one piece at a time in the backward (module doc).
+
+    x (b, l, h, p), dt (b, l, h), A (h,), B / C (b, l, g, n) in the accumulation dtype -> y (b, l, h, p).
+    ``reverse``: the anti-causal scan; the pieces are taken from the end and each is flipped on its
+    own (piece-sized copies), so no flipped copy of a whole input is made or kept for the backward.
+    """
+
+    @staticmethod
+    def forward(ctx, x, dt, A, B, C, Q: int, piece_len: int, reverse: bool):
+        b, l, h, p = x.shape
+        n = B.shape[-1]
+        n_pieces = -(-l // piece_len)
+        y = x.new_empty(b, h, l, p)  # head-major, like the one-pass scan's output
+        entering = x.new_zeros(n_pieces, b, h, n * p)  # the state entering each piece
+        for i in range(n_pieces):
+            cut = _Piece(i, piece_len, l, reverse)
+            y_piece, state = _ssd_chunked_from_state(*(cut.take(t) for t in (x, dt)), A, *(cut.take(t) for t in (B, C)),
+                                                     Q, initial_state=entering[i])
+            cut.put(y.transpose(1, 2), y_piece)
+            if i + 1 < n_pieces:
+                entering[i + 1] = state
+        ctx.save_for_backward(x, dt, A, B, C, entering)
+        ctx.Q, ctx.piece_len, ctx.reverse = Q, piece_len, reverse
+        return y.transpose(1, 2)  # (b, l, h, p)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, dt, A, B, C, entering = ctx.saved_tensors
+        d_x, d_dt, d_B, d_C = (torch.empty_like(t) for t in (x, dt, B, C))
+        d_A = torch.zeros_like(A)
+        d_state = None  # gradient of the state the current piece leaves (none for the last piece)
+        for i in reversed(range(len(entering))):
+            cut = _Piece(i, ctx.piece_len, x.shape[1], ctx.reverse)
+            with torch.enable_grad():
+                leaves = [t.detach().requires_grad_(True) for t in (cut.take(x), cut.take(dt), A, cut.take(B),
+                                                                    cut.take(C), entering[i])]
+                y_piece, state = _ssd_chunked_from_state(*leaves[:5], ctx.Q, initial_state=leaves[5])
+                outputs, grads = [y_piece], [cut.take(grad)]
+                if d_state is not None:
+                    outputs.append(state)
+                    grads.append(d_state)
+                g = torch.autograd.grad(outputs, leaves, grads)
+            for dst, src in zip((d_x, d_dt, d_B, d_C), (g[0], g[1], g[3], g[4])):
+                cut.put(dst, src)
+            d_A += g[2]
+            d_state = g[5]
+        return d_x, d_dt, d_A, d_B, d_C, None, None, None
+
+
+class _Piece:
+    """Piece i of a scan over l steps in pieces of ``piece_len``, in scan order: steps t0 .. t1 - 1,
+    or for ``reverse`` the original steps l - t1 .. l - t0 - 1 read backwards."""
+
+    def __init__(self, i: int, piece_len: int, l: int, reverse: bool):
+        t0, t1 = i * piece_len, min((i + 1) * piece_len, l)
+        self.steps = slice(l - t1, l - t0) if reverse else slice(t0, t1)
+        self.reverse = reverse
+
+    def take(self, t: torch.Tensor) -> torch.Tensor:  # (b, l, ...) -> (b, t1 - t0, ...) in scan order
+        piece = t[:, self.steps]
+        return piece.flip(1) if self.reverse else piece
+
+    def put(self, dst: torch.Tensor, value: torch.Tensor) -> None:  # the inverse of ``take``, into dst
+        dst[:, self.steps] = value.flip(1) if self.reverse else value
+
+
+def ssd_blocks_with_recompute(x, dt, A, B, C, Q: int, reverse: bool = False,
+                              piece_len: int = TRAIN_BLOCK_LEN) -> torch.Tensor:
+    """The scan with an autograd graph that keeps only its inputs (and one state per piece) and
+    recomputes the rest piece by piece in the backward (module doc); inputs in the accumulation
+    dtype, shapes as ``ssd.ssd_scan``. ``reverse``: the anti-causal scan."""
+    Q = max(1, min(Q, x.shape[1]))
+    piece_len = max(Q, piece_len // Q * Q)  # pieces of whole chunks
+    return _PiecewiseScan.apply(x, dt, A, B, C, Q, piece_len, reverse)

@@ -1,4 +1,5 @@
-"""The block-by-block inference scan: the one-pass scan's values, its memory bounded by a block."""
+"""The block-by-block scans: inference (the one-pass scan's values, its memory bounded by a block) and
+training (pieces recomputed one at a time in the backward: the one-pass scan's values and gradients)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from torch.utils._pytree import tree_leaves
 
 from hieramamba.models import ssd, ssd_blocked
 from hieramamba.models.ssd import _ssd_chunked_impl, ssd_scan_chunked, ssd_scan_reference
-from hieramamba.models.ssd_blocked import ssd_chunked_blocked
+from hieramamba.models.ssd_blocked import ssd_blocks_with_recompute, ssd_chunked_blocked
 from test_ssd import make_inputs  # tests/models is on sys.path (pytest rootdir-relative import)
 
 
@@ -129,28 +130,74 @@ def test_scan_with_a_graph_keeps_only_its_inputs_for_the_backward(reverse, monke
     # training recomputes a long scan's intermediates in the backward (as mamba_ssm's kernels do);
     # without that, autograd would hold decayed B and C, scores and chunk states: several times x's size
     monkeypatch.setattr(ssd, "RECOMPUTE_MIN_ELEMENTS", 256 * 4 * 16)  # this x is "long"
+    monkeypatch.setattr(ssd_blocked, "TRAIN_BLOCK_LEN", 64)  # 4 pieces
     x, dt, A, B, C = make_inputs(b=1, l=256, h=4, p=16, g=1, n=16, dtype=torch.float64)
     leaves = [t.clone().requires_grad_(True) for t in (x, dt, B, C)]
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel() * t.element_size()) or t, lambda t: t):
         y = ssd_scan_chunked(leaves[0], leaves[1], A, leaves[2], leaves[3], chunk_size=16, reverse=reverse)
     inputs = sum(t.numel() * t.element_size() for t in (x, dt, A, B, C))
-    assert sum(saved) <= inputs  # the checkpoint saves the inputs, nothing computed from them
+    entering_states = 4 * 4 * 16 * 16 * 8  # one (b, h, n p) float64 state per piece
+    assert sum(saved) <= inputs + entering_states  # nothing else computed from the inputs
     y.square().sum().backward()
-    # the same gradients as autograd through the steps
+    # the same values and gradients as autograd through the one-pass scan's steps
     plain = [t.detach().clone().requires_grad_(True) for t in (x, dt, B, C)]
     flip = (lambda t: t.flip(1)) if reverse else (lambda t: t)
     y_ref = flip(_ssd_chunked_impl(flip(plain[0]), flip(plain[1]), A, flip(plain[2]), flip(plain[3]), 16))
+    assert torch.equal(y, y_ref)  # the pieces continue the state-passing recurrence exactly
     y_ref.square().sum().backward()
     for got, want in zip(leaves, plain):
         assert torch.allclose(got.grad, want.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize(
+    "l,chunk,piece_len,g",
+    [
+        (37, 8, 8, 1),  # one chunk per piece, the last piece short (shorter than a chunk)
+        (200, 16, 40, 2),  # piece_len not a chunk multiple (-> 32), heads in 2 groups
+        (257, 16, 64, 1),  # 17 chunks in pieces of 4
+        (300, 16, 10_000, 1),  # one piece
+    ],
+)
+def test_pieces_give_the_one_pass_gradients_for_every_input(l, chunk, piece_len, g, reverse):
+    x, dt, A, B, C = make_inputs(b=2, l=l, h=4, p=3, g=g, n=5, dtype=torch.float64, seed=l)
+    ours = [t.clone().requires_grad_(True) for t in (x, dt, A, B, C)]
+    ref = [t.clone().requires_grad_(True) for t in (x, dt, A, B, C)]
+    y = ssd_blocks_with_recompute(*ours, chunk, reverse=reverse, piece_len=piece_len)
+    flip = (lambda t: t.flip(1)) if reverse else (lambda t: t)
+    y_ref = flip(_ssd_chunked_impl(flip(ref[0]), flip(ref[1]), ref[2], flip(ref[3]), flip(ref[4]), chunk))
+    weights = torch.randn(y.shape, dtype=y.dtype, generator=torch.Generator().manual_seed(1))
+    (y * weights).sum().backward()
+    (y_ref * weights).sum().backward()
+    assert torch.allclose(y, y_ref, rtol=0, atol=1e-12)
+    for name, got, want in zip(("x", "dt", "A", "B", "C"), ours, ref):
+        assert torch.allclose(got.grad, want.grad, rtol=1e-9, atol=1e-10), name
+
+
+def test_piecewise_backward_holds_one_piece_of_intermediates():
+    # the backward rebuilds one piece's graph at a time: its peak of tensors alive (beyond the
+    # inputs and their gradients) is a few pieces' worth, not the whole scan's intermediates
+    x, dt, A, B, C = make_inputs(b=1, l=4096, h=4, p=16, g=1, n=16, dtype=torch.float32)
+    x_bytes = x.numel() * x.element_size()
+    peaks = {}
+    for name, piece_len in (("whole", 4096), ("pieces", 256)):
+        leaves = [t.clone().requires_grad_(True) for t in (x, dt, A, B, C)]
+        y = ssd_blocks_with_recompute(*leaves, 16, piece_len=piece_len)
+        grad = torch.ones_like(y)
+        with _LiveBytes([x, dt, A, B, C, y, grad, *leaves]) as live:
+            y.backward(grad)
+        peaks[name] = live.peak
+    # measured: whole 14.6 x, pieces 2.5 x (the input gradients, ~1.6 x, and one piece's graph)
+    assert peaks["whole"] >= 10 * x_bytes
+    assert peaks["pieces"] <= 3 * x_bytes
 
 
 def test_a_short_scan_with_a_graph_is_not_recomputed(monkeypatch):
     # below RECOMPUTE_MIN_ELEMENTS the recompute's fixed cost outweighs the few MB it frees
     x, dt, A, B, C = make_inputs(b=1, l=64, h=2, p=4, g=1, n=4, dtype=torch.float64)
     assert x.numel() < ssd.RECOMPUTE_MIN_ELEMENTS
-    monkeypatch.setattr(ssd, "checkpoint", lambda *a, **k: pytest.fail("short scans are not recomputed"))
+    monkeypatch.setattr(ssd_blocked, "ssd_blocks_with_recompute", lambda *a, **k: pytest.fail("short scans are not recomputed"))
     x.requires_grad_(True)
     ssd_scan_chunked(x, dt, A, B, C, chunk_size=8).sum().backward()
     assert x.grad is not None
