@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hieramamba.models.conv_ops import depthwise_conv3, is_channels_last, pointwise_conv
+from hieramamba.models.conv_ops import depthwise_conv3, gelu_pointwise_conv, is_channels_last, pointwise_conv
 from hieramamba.models.dropout import Dropout
 from hieramamba.models.norms import LayerNorm, LayerScale
 from hieramamba.models.window_attention import banded_attention
@@ -84,7 +84,12 @@ class MaskedConv1D(nn.Module):
         # x (B, C_in, T), mask (B, 1, T) -> (B, C_out, T'), (B, 1, T')
         if mask is None:
             mask = torch.ones_like(x[:, :1], dtype=torch.bool)
-        out = self._conv(x * mask.to(x.dtype))
+        return self.forward_masked(x * mask.to(x.dtype), mask)
+
+    def forward_masked(self, x_masked: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` for an input already multiplied by ``mask`` (several convs of one input
+        then share that product instead of each writing, and in training keeping, its own)."""
+        out = self._conv(x_masked)
         if self.stride > 1:
             mask = downsample_mask_nearest(mask, self.stride, out.shape[-1])
         return out, mask
@@ -218,9 +223,13 @@ class ConvAttNLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.use_conv:
-            k, _ = self.k_conv(x, mask)
-            v, _ = self.v_conv(x, mask)
-            q, mask = self.q_conv(x, mask)
+            # one masked copy of x for the three convs (each conv's own x * mask was a full-size
+            # pass, and in training a tensor kept for the conv's weight gradient: 2 of 3 saved)
+            x_masked = x * mask.to(x.dtype)
+            k, _ = self.k_conv.forward_masked(x_masked, mask)
+            v, _ = self.v_conv.forward_masked(x_masked, mask)
+            q, mask = self.q_conv.forward_masked(x_masked, mask)
+            del x_masked
             q, k, v = self.q_norm(q), self.k_norm(k), self.v_norm(v)
         else:
             q = k = v = x
@@ -261,8 +270,10 @@ class FFN(nn.Module):
         self.dropout = Dropout(pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(self.actv(pointwise_conv(x, self.fc)))  # 1x1 convs as matmuls (conv_ops)
-        return self.dropout(pointwise_conv(x, self.proj))
+        h = pointwise_conv(x, self.fc)  # 1x1 convs as matmuls (conv_ops)
+        if not self.training or self.dropout.p == 0.0:  # no dropout between GELU and proj
+            return gelu_pointwise_conv(h, self.proj)  # in training keeps h, not GELU(h) (conv_ops)
+        return self.dropout(pointwise_conv(self.dropout(self.actv(h)), self.proj))
 
 
 class TransformerEncoder(nn.Module):

@@ -82,3 +82,36 @@ def depthwise_conv_channels_last(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tens
     out = F.conv2d(x4, conv.weight.unsqueeze(2), conv.bias, padding=(0, conv.padding[0]),
                    groups=conv.groups)  # (B, C, 1, L_out), channels-last
     return out.squeeze(2).transpose(1, 2)  # (B, L_out, C), contiguous
+
+
+class _GeluLinear(torch.autograd.Function):
+    """``F.linear(F.gelu(h), weight, bias)`` that keeps h, not gelu(h), for the backward.
+
+    Autograd's chain keeps both the GELU's input (for its derivative) and its output (for the
+    linear's weight gradient): two (rows, 4C) tensors per FFN. Here the output is recomputed from
+    h in the backward, one elementwise pass; the same products as autograd's, so the same values.
+    """
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(h, weight)
+        ctx.has_bias = bias is not None
+        return F.linear(F.gelu(h), weight, bias)  # (..., K) -> (..., M)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        h, weight = ctx.saved_tensors
+        rows = grad.reshape(-1, grad.shape[-1])  # (N, M)
+        d_weight = rows.t() @ F.gelu(h).reshape(-1, h.shape[-1]) if ctx.needs_input_grad[1] else None  # (M, K)
+        d_bias = rows.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        d_h = torch.ops.aten.gelu_backward(grad @ weight, h) if ctx.needs_input_grad[0] else None  # (..., K)
+        return d_h, d_weight, d_bias
+
+
+def gelu_pointwise_conv(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """``pointwise_conv(F.gelu(x), conv)``; for a channels-last x with an autograd graph, keeping
+    only x for the backward (``_GeluLinear``). (B, C_in, T) -> (B, C_out, T), x's layout."""
+    if not (torch.is_grad_enabled() and x.requires_grad and is_channels_last(x)):
+        return pointwise_conv(F.gelu(x), conv)
+    return _GeluLinear.apply(x.transpose(1, 2), conv.weight[..., 0], conv.bias).transpose(1, 2)
+

@@ -60,9 +60,10 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from hieramamba.models.conv_ops import depthwise_conv_channels_last
-from hieramamba.models.ssd import BACKENDS, DEFAULT_CHUNK_SIZE, resolve_backend, ssd_scan
+from hieramamba.models.ssd import BACKENDS, DEFAULT_CHUNK_SIZE, RECOMPUTE_MIN_ELEMENTS, resolve_backend, ssd_scan
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -251,6 +252,12 @@ class Hydra(nn.Module):
         self._last_backend = name
         return ssd_scan(x, dt, A, B, C, chunk_size=self.chunk_size, backend=name, reverse=reverse)
 
+    def _conv_silu(self, xBC: torch.Tensor) -> torch.Tensor:
+        """silu(depthwise conv(xBC)): (B, L, conv_dim) -> (B, L, conv_dim), channels-last; causal:
+        the conv's tail cut. Without a graph the silu runs in place on the conv's output."""
+        conv = depthwise_conv_channels_last(xBC, self.conv1d)[:, :xBC.shape[1]]
+        return F.silu(conv, inplace=not conv.requires_grad)
+
     def mixer_inputs(self, u: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Everything before the scans (for ``forward`` and for tests that build the matrix M).
 
@@ -272,7 +279,12 @@ class Hydra(nn.Module):
         # saved slice keeps that whole output alive
         W_z, W_xBC, W_dt = torch.split(self.in_proj.weight, [self.d_inner, self.d_inner + n_dirs * 2 * gn, n_dirs * H])
         z, xBC, dt = F.linear(u, W_z), F.linear(u, W_xBC), F.linear(u, W_dt)  # (B, L, d_inner), (B, L, conv_dim), (B, L, n_dirs H)
-        xBC = F.silu(depthwise_conv_channels_last(xBC, self.conv1d)[:, :seqlen])  # (B, L, conv_dim); causal: cut the tail
+        if xBC.requires_grad and xBC.numel() >= RECOMPUTE_MIN_ELEMENTS:
+            # training, long sequence: keep xBC (which the conv's weight gradient needs anyway), not
+            # the conv output silu's backward would keep; both are recomputed in the backward
+            xBC = checkpoint(self._conv_silu, xBC, use_reentrant=False, preserve_rng_state=False)
+        else:
+            xBC = self._conv_silu(xBC)  # (B, L, conv_dim)
         acc = _compute_dtype(dt.dtype)
         # softplus in float32, with the one dt_bias shared by both directions
         dt = F.softplus(dt.to(acc).view(batch, seqlen, n_dirs, H) + self.dt_bias.to(acc))  # (B, L, n_dirs, H)

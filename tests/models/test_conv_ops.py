@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from hieramamba.models.amp import gated_merge
 from hieramamba.models.attention import MaskedMHA, TransformerEncoder
 from hieramamba.models.conv_ops import (CONV1D_MIN_LENGTH, depthwise_conv3, depthwise_conv_channels_last,
-                                        is_channels_last, pointwise_conv)
+                                        gelu_pointwise_conv, is_channels_last, pointwise_conv)
 from hieramamba.models.norms import LayerNorm
 
 TOL = dict(rtol=1e-10, atol=1e-10)  # float64: only summation order differs
@@ -78,6 +78,30 @@ def test_depthwise_conv_channels_last_equals_the_transposed_conv(padding, kernel
     assert out.shape == (2, length + 2 * padding - kernel + 1, 12)
     if length > 1:  # a length-1 input is both layouts at once; torch may then return either
         assert out.is_contiguous()
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_gelu_pointwise_conv_equals_gelu_then_conv1d(bias, channels_last):
+    torch.manual_seed(0)
+    conv = nn.Conv1d(12, 5, 1, bias=bias).double()
+    x = torch.randn(2, 12, 23, dtype=torch.float64)
+    if channels_last:  # the AMP block's layout: the recomputing backward (keeps x, not GELU(x))
+        x = x.transpose(1, 2).contiguous().transpose(1, 2)
+    params = [conv.weight] + ([conv.bias] if bias else [])
+    _check_same(lambda t: gelu_pointwise_conv(t, conv), lambda t: F.conv1d(F.gelu(t), conv.weight, conv.bias), x,
+                params=params)
+    with torch.no_grad():  # and without a graph
+        torch.testing.assert_close(gelu_pointwise_conv(x, conv), F.conv1d(F.gelu(x), conv.weight, conv.bias), **TOL)
+
+
+def test_gelu_pointwise_conv_keeps_its_input_not_the_activation():
+    conv = nn.Conv1d(8, 4, 1)
+    x = torch.randn(1, 30, 8).transpose(1, 2).requires_grad_(True)  # channels-last (B, C, T)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        gelu_pointwise_conv(x, conv)
+    assert sorted(tuple(t.shape) for t in saved) == [(1, 30, 8), (4, 8)]  # x (as rows) and the weight
 
 
 def test_gated_merge_equals_the_concatenated_gate():

@@ -142,6 +142,24 @@ def test_gradients_reach_every_parameter():
             assert prm.grad is not None and prm.grad.abs().sum() > 0, name
 
 
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_recomputed_conv_gives_the_same_values_and_gradients(bidirectional, monkeypatch):
+    # a long training sequence keeps in_proj's xBC, not the conv output, for the backward
+    torch.manual_seed(0)
+    m = Hydra(16, d_state=4, headdim=8, chunk_size=8, bidirectional=bidirectional, d_conv=7 if bidirectional else 4).double()
+    u = torch.randn(2, 19, 16, dtype=torch.float64)
+    results = []
+    for threshold in (10 ** 9, 0):  # never recomputed / always recomputed
+        monkeypatch.setattr(ssm_module, "RECOMPUTE_MIN_ELEMENTS", threshold)
+        m.zero_grad()
+        ui = u.clone().requires_grad_(True)
+        out = m(ui)
+        out.square().sum().backward()
+        results.append([out.detach(), ui.grad] + [prm.grad.clone() for prm in m.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 def unidirectional_reference(m, u):
     """Mamba2 block, written out step by step: causal conv, per-step scan, D skip, gate-then-norm."""
     Bsz, L, _ = u.shape
