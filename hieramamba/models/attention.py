@@ -225,12 +225,13 @@ class ConvAttNLayer(nn.Module):
         if self.use_conv:
             # one masked copy of x for the three convs (each conv's own x * mask was a full-size
             # pass, and in training a tensor kept for the conv's weight gradient: 2 of 3 saved)
+            # (each normalised right after its conv, so that at most one un-normalised output exists)
             x_masked = x * mask.to(x.dtype)
-            k, _ = self.k_conv.forward_masked(x_masked, mask)
-            v, _ = self.v_conv.forward_masked(x_masked, mask)
+            k = self.k_norm(self.k_conv.forward_masked(x_masked, mask)[0])
+            v = self.v_norm(self.v_conv.forward_masked(x_masked, mask)[0])
             q, mask = self.q_conv.forward_masked(x_masked, mask)
             del x_masked
-            q, k, v = self.q_norm(q), self.k_norm(k), self.v_norm(v)
+            q = self.q_norm(q)
         else:
             q = k = v = x
         return self.attn(q, k, v, mask), mask
@@ -270,10 +271,13 @@ class FFN(nn.Module):
         self.dropout = Dropout(pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = pointwise_conv(x, self.fc)  # 1x1 convs as matmuls (conv_ops)
-        if not self.training or self.dropout.p == 0.0:  # no dropout between GELU and proj
-            return gelu_pointwise_conv(h, self.proj)  # in training keeps h, not GELU(h) (conv_ops)
-        return self.dropout(pointwise_conv(self.dropout(self.actv(h)), self.proj))
+        h = pointwise_conv(x, self.fc)  # (B, eC, T); 1x1 convs as matmuls (conv_ops)
+        if self.training and self.dropout.p > 0.0:
+            return self.dropout(pointwise_conv(self.dropout(self.actv(h)), self.proj))
+        if torch.is_grad_enabled() and h.requires_grad and is_channels_last(h):
+            return gelu_pointwise_conv(h, self.proj)  # keeps h, not GELU(h), for the backward (conv_ops)
+        h = self.actv(h)  # rebinding frees the pre-activation before proj runs (inference memory)
+        return pointwise_conv(h, self.proj)
 
 
 class TransformerEncoder(nn.Module):
