@@ -224,8 +224,8 @@ class ConvAttNLayer(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.use_conv:
             # one masked copy of x for the three convs (each conv's own x * mask was a full-size
-            # pass, and in training a tensor kept for the conv's weight gradient: 2 of 3 saved)
-            # (each normalised right after its conv, so that at most one un-normalised output exists)
+            # pass, and in training a tensor kept for the conv's weight gradient: 2 of 3 saved);
+            # each output normalised right after its conv, so at most one un-normalised one exists
             x_masked = x * mask.to(x.dtype)
             k = self.k_norm(self.k_conv.forward_masked(x_masked, mask)[0])
             v = self.v_norm(self.v_conv.forward_masked(x_masked, mask)[0])

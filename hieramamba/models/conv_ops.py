@@ -114,4 +114,3 @@ def gelu_pointwise_conv(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     if not (torch.is_grad_enabled() and x.requires_grad and is_channels_last(x)):
         return pointwise_conv(F.gelu(x), conv)
     return _GeluLinear.apply(x.transpose(1, 2), conv.weight[..., 0], conv.bias).transpose(1, 2)
-
