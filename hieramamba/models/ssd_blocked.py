@@ -116,7 +116,11 @@ def ssd_chunked_blocked(x, dt, A, B, C, Q: int, block_len: int = BLOCK_LEN, reve
 
 # Steps per piece of the training scan: a multiple of the chunk length. Its intermediates and their
 # gradients are ~10 x-sized tensors of the piece (at h 8, p 64: ~4 MiB each for 2048 steps), and
-# every piece costs a fixed ~100 small operations in the backward.
+# every piece costs a fixed ~100 small operations in the backward. Measured (HieraMamba's level-0
+# shape at L = 16k: l 24576, h 8, p = n = 64; both directions, forward + backward, 2 threads,
+# heap-only allocator, 5 runs in one process): pieces of 1024 / 2048 / 4096 / 8192 steps
+# 0.91-1.10 / 0.90-0.97 / 0.91-0.98 / 0.90-0.98 s, the whole scan under torch.utils.checkpoint
+# 0.86-0.96 s: the same time, at a fraction of the backward's memory.
 TRAIN_BLOCK_LEN = 2048
 
 
