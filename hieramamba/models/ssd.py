@@ -34,7 +34,7 @@ Implementations:
   (``hieramamba.models.ssd_blocked``): same values, the intermediates of one block only. With a
   graph (training) a long scan (``RECOMPUTE_MIN_ELEMENTS``) keeps only its inputs and recomputes
   the rest in the backward, as mamba_ssm's kernels do, piece by piece
-  (``ssd_blocked.ssd_blocks_with_recompute``). ``reverse=True``
+  (``ssd_blocked.ssd_pieces_with_recompute``). ``reverse=True``
   is the anti-causal scan (Hydra's backward direction) in the original time order.
   Heads and groups: C B^T is computed once per group and broadcast over the group's heads (no
   per-head copy of B or C). Steps 2 and 4 need B and C scaled by a per-head decay; that scaled
@@ -300,9 +300,9 @@ def ssd_scan_chunked(
             # recomputes the rest in the backward, one piece of the sequence at a time (ssd_blocked).
             # Same values and gradients up to float rounding; one more scan forward per step.
             if x.numel() >= RECOMPUTE_MIN_ELEMENTS:
-                from hieramamba.models.ssd_blocked import ssd_blocks_with_recompute  # noqa: PLC0415 - it imports this module
+                from hieramamba.models.ssd_blocked import ssd_pieces_with_recompute  # noqa: PLC0415 - it imports this module
 
-                y = ssd_blocks_with_recompute(*inputs, chunk_size, reverse=reverse)
+                y = ssd_pieces_with_recompute(*inputs, chunk_size, reverse=reverse)
             else:
                 y = _scan_with_graph(*inputs, chunk_size, reverse)
         else:  # inference: the same steps block by block, a fraction of the memory

@@ -16,8 +16,8 @@ batched matmuls' summation order (bitwise in the cases tested).
 ``ssd.ssd_scan_chunked`` runs this whenever no input needs a gradient (``torch.no_grad``,
 ``torch.inference_mode``, or plain tensors).
 
-Training (``ssd_blocks_with_recompute``, for long scans): the forward runs the one-pass scan over
-consecutive pieces of ``TRAIN_BLOCK_LEN`` steps without a graph, each piece starting from the
+Training (``ssd_pieces_with_recompute``, for long scans): the forward runs the one-pass scan over
+consecutive pieces of ``TRAIN_PIECE_LEN`` steps without a graph, each piece starting from the
 state the one before left, and keeps only the inputs and those entering states (one (b, h, n p)
 state per piece). The backward walks the pieces from the last: it rebuilds one piece's graph from
 its inputs and entering state, backpropagates the output's gradient and the gradient of the state
@@ -121,7 +121,7 @@ def ssd_chunked_blocked(x, dt, A, B, C, Q: int, block_len: int = BLOCK_LEN, reve
 # heap-only allocator, 5 runs in one process): pieces of 1024 / 2048 / 4096 / 8192 steps
 # 0.91-1.10 / 0.90-0.97 / 0.91-0.98 / 0.90-0.98 s, the whole scan under torch.utils.checkpoint
 # 0.86-0.96 s: the same time, at a fraction of the backward's memory.
-TRAIN_BLOCK_LEN = 2048
+TRAIN_PIECE_LEN = 2048
 
 
 class _PiecewiseScan(torch.autograd.Function):
@@ -191,11 +191,13 @@ class _Piece:
         dst[:, self.steps] = value.flip(1) if self.reverse else value
 
 
-def ssd_blocks_with_recompute(x, dt, A, B, C, Q: int, reverse: bool = False,
-                              piece_len: int = TRAIN_BLOCK_LEN) -> torch.Tensor:
+def ssd_pieces_with_recompute(x, dt, A, B, C, Q: int, reverse: bool = False,
+                              piece_len: int | None = None) -> torch.Tensor:
     """The scan with an autograd graph that keeps only its inputs (and one state per piece) and
     recomputes the rest piece by piece in the backward (module doc); inputs in the accumulation
-    dtype, shapes as ``ssd.ssd_scan``. ``reverse``: the anti-causal scan."""
+    dtype, shapes as ``ssd.ssd_scan``. ``reverse``: the anti-causal scan. ``piece_len``: steps
+    per piece (``TRAIN_PIECE_LEN`` when None), rounded down to whole chunks."""
     Q = max(1, min(Q, x.shape[1]))
-    piece_len = max(Q, piece_len // Q * Q)  # pieces of whole chunks
+    piece_len = TRAIN_PIECE_LEN if piece_len is None else piece_len
+    piece_len = max(Q, piece_len // Q * Q)
     return _PiecewiseScan.apply(x, dt, A, B, C, Q, piece_len, reverse)

@@ -12,7 +12,7 @@ from torch.utils._pytree import tree_leaves
 
 from hieramamba.models import ssd, ssd_blocked
 from hieramamba.models.ssd import _ssd_chunked_impl, ssd_scan_chunked, ssd_scan_reference
-from hieramamba.models.ssd_blocked import ssd_blocks_with_recompute, ssd_chunked_blocked
+from hieramamba.models.ssd_blocked import ssd_chunked_blocked, ssd_pieces_with_recompute
 from test_ssd import make_inputs  # tests/models is on sys.path (pytest rootdir-relative import)
 
 
@@ -130,7 +130,7 @@ def test_scan_with_a_graph_keeps_only_its_inputs_for_the_backward(reverse, monke
     # training recomputes a long scan's intermediates in the backward (as mamba_ssm's kernels do);
     # without that, autograd would hold decayed B and C, scores and chunk states: several times x's size
     monkeypatch.setattr(ssd, "RECOMPUTE_MIN_ELEMENTS", 256 * 4 * 16)  # this x is "long"
-    monkeypatch.setattr(ssd_blocked, "TRAIN_BLOCK_LEN", 64)  # 4 pieces
+    monkeypatch.setattr(ssd_blocked, "TRAIN_PIECE_LEN", 64)  # 4 pieces
     x, dt, A, B, C = make_inputs(b=1, l=256, h=4, p=16, g=1, n=16, dtype=torch.float64)
     leaves = [t.clone().requires_grad_(True) for t in (x, dt, B, C)]
     saved = []
@@ -164,7 +164,7 @@ def test_pieces_give_the_one_pass_gradients_for_every_input(l, chunk, piece_len,
     x, dt, A, B, C = make_inputs(b=2, l=l, h=4, p=3, g=g, n=5, dtype=torch.float64, seed=l)
     ours = [t.clone().requires_grad_(True) for t in (x, dt, A, B, C)]
     ref = [t.clone().requires_grad_(True) for t in (x, dt, A, B, C)]
-    y = ssd_blocks_with_recompute(*ours, chunk, reverse=reverse, piece_len=piece_len)
+    y = ssd_pieces_with_recompute(*ours, chunk, reverse=reverse, piece_len=piece_len)
     flip = (lambda t: t.flip(1)) if reverse else (lambda t: t)
     y_ref = flip(_ssd_chunked_impl(flip(ref[0]), flip(ref[1]), ref[2], flip(ref[3]), flip(ref[4]), chunk))
     weights = torch.randn(y.shape, dtype=y.dtype, generator=torch.Generator().manual_seed(1))
@@ -183,7 +183,7 @@ def test_piecewise_backward_holds_one_piece_of_intermediates():
     peaks = {}
     for name, piece_len in (("whole", 4096), ("pieces", 256)):
         leaves = [t.clone().requires_grad_(True) for t in (x, dt, A, B, C)]
-        y = ssd_blocks_with_recompute(*leaves, 16, piece_len=piece_len)
+        y = ssd_pieces_with_recompute(*leaves, 16, piece_len=piece_len)
         grad = torch.ones_like(y)
         with _LiveBytes([x, dt, A, B, C, y, grad, *leaves]) as live:
             y.backward(grad)
@@ -197,7 +197,7 @@ def test_a_short_scan_with_a_graph_is_not_recomputed(monkeypatch):
     # below RECOMPUTE_MIN_ELEMENTS the recompute's fixed cost outweighs the few MB it frees
     x, dt, A, B, C = make_inputs(b=1, l=64, h=2, p=4, g=1, n=4, dtype=torch.float64)
     assert x.numel() < ssd.RECOMPUTE_MIN_ELEMENTS
-    monkeypatch.setattr(ssd_blocked, "ssd_blocks_with_recompute", lambda *a, **k: pytest.fail("short scans are not recomputed"))
+    monkeypatch.setattr(ssd_blocked, "ssd_pieces_with_recompute", lambda *a, **k: pytest.fail("short scans are not recomputed"))
     x.requires_grad_(True)
     ssd_scan_chunked(x, dt, A, B, C, chunk_size=8).sum().backward()
     assert x.grad is not None
