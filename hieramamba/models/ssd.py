@@ -232,10 +232,10 @@ class _ChunkStatePassing(torch.autograd.Function):
     states (b, h, c, d), log_a (b, h, c), initial (b, h, d) | None -> S_in (b, h, c, d). A loop
     over *chunks* (l / Q steps, never over time), each step one fused multiply-add on a (b, h, d)
     slab that stays in cache, written in place into one output buffer; the backward is the
-    reverse recurrence, again in place. Measured against the vectorised alternative (the same recurrence solved with
-    block-level segsum matmuls, applied recursively over blocks of chunks, linear cost): at
-    l = 16k, h = 12, p = n = 64 the loop took ~10 ms and the segsum form ~60 ms (forward, 1
-    thread), because the recurrence is memory-bound and every vectorised level makes extra
+    reverse recurrence, again in place. Measured against the vectorised alternative (the same
+    recurrence solved with block-level segsum matmuls, applied recursively over blocks of chunks,
+    linear cost): at l = 16k, h = 12, p = n = 64 the loop took ~10 ms and the segsum form ~60 ms
+    (forward, 1 thread), because the recurrence is memory-bound and every vectorised level makes extra
     passes over the (b, h, c, n p) states, while each loop step touches one slab once. The flat
     (c x c) segsum of ssd_minimal would be quadratic in l.
     """

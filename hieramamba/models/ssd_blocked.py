@@ -141,8 +141,7 @@ class _PiecewiseScan(torch.autograd.Function):
         entering = x.new_zeros(n_pieces, b, h, n * p)  # the state entering each piece
         for i in range(n_pieces):
             cut = _Piece(i, piece_len, l, reverse)
-            y_piece, state = _ssd_chunked_from_state(*(cut.take(t) for t in (x, dt)), A, *(cut.take(t) for t in (B, C)),
-                                                     Q, initial_state=entering[i])
+            y_piece, state = _ssd_chunked_from_state(*cut.scan_inputs(x, dt, A, B, C), Q, initial_state=entering[i])
             cut.put(y.transpose(1, 2), y_piece)
             if i + 1 < n_pieces:
                 entering[i + 1] = state
@@ -159,8 +158,7 @@ class _PiecewiseScan(torch.autograd.Function):
         for i in reversed(range(len(entering))):
             cut = _Piece(i, ctx.piece_len, x.shape[1], ctx.reverse)
             with torch.enable_grad():
-                leaves = [t.detach().requires_grad_(True) for t in (cut.take(x), cut.take(dt), A, cut.take(B),
-                                                                    cut.take(C), entering[i])]
+                leaves = [t.detach().requires_grad_(True) for t in (*cut.scan_inputs(x, dt, A, B, C), entering[i])]
                 y_piece, state = _ssd_chunked_from_state(*leaves[:5], ctx.Q, initial_state=leaves[5])
                 outputs, grads = [y_piece], [cut.take(grad)]
                 if d_state is not None:
@@ -186,6 +184,9 @@ class _Piece:
     def take(self, t: torch.Tensor) -> torch.Tensor:  # (b, l, ...) -> (b, t1 - t0, ...) in scan order
         piece = t[:, self.steps]
         return piece.flip(1) if self.reverse else piece
+
+    def scan_inputs(self, x, dt, A, B, C) -> tuple[torch.Tensor, ...]:  # the piece's scan inputs (A is per head)
+        return self.take(x), self.take(dt), A, self.take(B), self.take(C)
 
     def put(self, dst: torch.Tensor, value: torch.Tensor) -> None:  # the inverse of ``take``, into dst
         dst[:, self.steps] = value.flip(1) if self.reverse else value
