@@ -43,10 +43,14 @@ clean-checkpoints:
 # extension is skipped), unless an importable mamba_ssm is already there (a GPU machine).
 MAMBA_SSM_SPEC ?= mamba-ssm==2.3.2.post1
 TRITON_SPEC ?= triton>=3.8
+# mamba-ssm goes in --no-deps (it declares tilelang, quack-kernels, transformers, ...: CUDA-side);
+# of its dependencies the kernels compared here import only einops, installed beside triton.
+# `import mamba_ssm` itself fails without the compiled extension, so the test is find_spec.
+EINOPS_SPEC ?= einops>=0.7
 parity: install
-	$(PYTHON) -c "import mamba_ssm" 2>/dev/null || { \
-	  $(PYTHON) -m pip install --quiet "$(TRITON_SPEC)" && \
-	  MAMBA_FORCE_BUILD=TRUE MAMBA_SKIP_CUDA_BUILD=TRUE $(PYTHON) -m pip install --quiet --no-deps --no-build-isolation "$(MAMBA_SSM_SPEC)"; }
+	$(PYTHON) -m pip install --quiet "$(TRITON_SPEC)" "$(EINOPS_SPEC)"
+	$(PYTHON) -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('mamba_ssm') is None)" || \
+	  MAMBA_FORCE_BUILD=TRUE MAMBA_SKIP_CUDA_BUILD=TRUE $(PYTHON) -m pip install --quiet --no-deps --no-build-isolation "$(MAMBA_SSM_SPEC)"
 	$(PYTHON) -m hieramamba parity --json results/parity/parity.json
 
 # The GPU check (docs/gpu.md). `make gpu-wheels` runs HERE (it needs the network): every wheel the

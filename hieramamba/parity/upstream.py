@@ -181,9 +181,17 @@ def _load_for_interpreter(package_dir: Path) -> Upstream:
         hub.PyTorchModelHubMixin = type("PyTorchModelHubMixin", (), {})
         sys.modules.setdefault("huggingface_hub", hub)
 
-    from mamba_ssm.ops.selective_scan_interface import selective_scan_ref
-    from mamba_ssm.ops.triton.layernorm_gated import rmsnorm_fn
-    from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_ref
+        from mamba_ssm.ops.triton.layernorm_gated import rmsnorm_fn
+        from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+    except ImportError as err:  # e.g. einops: `pip install --no-deps mamba-ssm` leaves its dependencies out
+        missing = getattr(err, "name", None) or ""
+        if missing and missing.split(".")[0] != "mamba_ssm":
+            hint = f"module {missing!r} is not installed (pip install {missing.split('.')[0]})"
+        else:
+            hint = repr(err)
+        raise UpstreamUnavailable(f"mamba_ssm's kernels in {package_dir} did not import: {hint}") from err
     from triton.runtime import autotuner
 
     mamba2 = _mamba2_class()

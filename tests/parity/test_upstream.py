@@ -79,3 +79,28 @@ def test_against_the_real_mamba_ssm_kernels(tmp_path):
     data = json.loads(report.read_text())
     assert data["passed"] and len(data["checks"]) >= 5
     assert {c["name"] for c in data["checks"]} >= {"ssd_scan", "gated_rmsnorm", "selective_scan_vs_ref", "mamba2_block"}
+
+
+@pytest.fixture
+def modules_restored():
+    """sys.modules as it was before the test (loading registers a bare mamba_ssm and placeholders)."""
+    before = dict(sys.modules)
+    for name in [n for n in sys.modules if n == "mamba_ssm" or n.startswith("mamba_ssm.")]:
+        del sys.modules[name]
+    yield
+    for name in set(sys.modules) - set(before):
+        del sys.modules[name]
+    sys.modules.update(before)
+
+
+def test_a_missing_dependency_of_the_sources_is_named(tmp_path, monkeypatch, modules_restored):
+    """`pip install --no-deps mamba-ssm` (as `make parity` installs it) leaves out einops: one
+    clear error naming the module and the pip command, not a traceback."""
+    pkg = _fake_source(tmp_path)
+    (pkg / "ops" / "selective_scan_interface.py").write_text("import hieramamba_test_absent_dependency\n")
+    monkeypatch.setattr(upstream, "triton_version", lambda: (3, 9, 0))
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    with pytest.raises(UpstreamUnavailable, match=r"'hieramamba_test_absent_dependency' is not installed "
+                       r"\(pip install hieramamba_test_absent_dependency\)") as raised:
+        upstream.load_upstream(pkg, "interpreter")
+    assert str(pkg) in str(raised.value)
