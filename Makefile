@@ -39,8 +39,8 @@ clean-checkpoints:
 	$(PYTHON) workflow/scripts/clean_checkpoints.py --checkpoints checkpoints --runs results/runs
 
 # Our SSM kernels against mamba_ssm's (docs/parity.md). Without a GPU, Triton's interpreter runs
-# mamba_ssm's Triton kernels on CPU: this installs triton and mamba_ssm's Python sources (its CUDA
-# extension is skipped), unless an importable mamba_ssm is already there (a GPU machine).
+# mamba_ssm's Triton kernels on CPU: this installs triton (>= 3.8) and einops, and mamba_ssm's
+# Python sources (its CUDA extension skipped) unless a mamba_ssm is already installed.
 MAMBA_SSM_SPEC ?= mamba-ssm==2.3.2.post1
 TRITON_SPEC ?= triton>=3.8
 # mamba-ssm goes in --no-deps (it declares tilelang, quack-kernels, transformers, ...: CUDA-side);
